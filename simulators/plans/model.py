@@ -153,3 +153,19 @@ class LinacPlan:
             if beam.number == number:
                 return beam
         raise KeyError(number)
+
+
+@dataclass(frozen=True, slots=True)
+class BeamTask:
+    """What the TMS asks for one beam in this session (RT Beams Delivery Instruction Beam Task).
+
+    For a CONTINUATION, ``start_meterset_mu``/``end_meterset_mu`` bound the cumulative beam meterset
+    to deliver (PS3.3 C.8.8.29); the record follows DelMS[CP] = MAX(start, MIN(SpecMS[CP], end)).
+    """
+
+    beam_number: int
+    delivery_type: str = "TREATMENT"  # TREATMENT or CONTINUATION
+    start_meterset_mu: float | None = None
+    end_meterset_mu: float | None = None
+    fraction_number: int = 1
+    fraction_group_number: int = 1
