@@ -1,0 +1,604 @@
+"""DeliveryResult -> DICOM RT Beams Treatment Record (one record per session), and writing it to disk.
+
+What the record says, and where each value comes from (PS3.3 A.29, C.8.8.21; reference
+``dicom-interface.md`` §1.9 and §3.4):
+
+* Patient, General Study: copied from ``plan.identity.patient``. RT Series: Modality RTRECORD, a new
+  Series Instance UID, Operators' Name. General Equipment: rtsim as manufacturer, the simulated model.
+* RT General Treatment Record: Instance Number, Treatment Date/Time = the last recorded control point,
+  Referenced RT Plan Sequence, Referenced Treatment Record Sequence (earlier partial records) if given.
+* RT Treatment Machine Record: the machine as the plan names it (``treatment_machine_name``) with the
+  model's manufacturer and model name.
+* RT Beams Session Record: one Treatment Session Beam Sequence item per unit that was *administered*
+  in this session, i.e. ``UnitResult.delivered`` with at least one reached control point. PS3.3 defines
+  the sequence as "Beams administered during treatment session"; beams never started because the
+  session stopped earlier are left out (the IHE-RO interrupted record lists only the beam it treated);
+  the TMS schedules them again in a later session. A session with no administered beam has no record
+  (:class:`RtsimError`).
+
+Metersets (PS3.3 C.8.8.21.2). ``UnitResult``/``DeliveredControlPoint`` metersets are cumulative for the
+beam *in this session* (0 where the session's delivery of the beam began). For a CONTINUATION task with
+start S and end E (``ProgramUnit.meterset_offset == S``) the record converts them to beam terms:
+
+* Specified Primary Meterset = the fraction group's Beam Meterset (not E - S).
+* Delivered Primary Meterset = the meterset delivered in this session (``UnitResult.delivered_meterset``),
+  so that the records of all sessions of one fraction add up to the Beam Meterset.
+* Per control point: Specified Meterset = the plan's cumulative meterset; Delivered Meterset
+  DelMS = MAX(S, MIN(SpecMS, E, S + delivered-in-session)). Control points treated in an earlier session
+  carry S, fully treated ones SpecMS, the point where delivery stopped the meterset at the stop.
+  For a TREATMENT task S = 0 and E = the Beam Meterset.
+
+Control points: every reached control point of the result (including the point of interruption) is
+one item, with its time (``result.session_start`` + ``time_s``) and the *actual* axis values. The first
+item carries every attribute; later items carry metersets, dose rates and time always, and any other
+attribute only when its recorded value differs from the previous item's (the control-point rule of
+PS3.3 C.8.8.14.5). Decimal strings are rounded to a stated resolution and fit in 16 characters.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import ExplicitVRLittleEndian, RTBeamsTreatmentRecordStorage
+from pydicom.valuerep import format_number_as_ds
+
+from machine_models.schema import MachineModel
+from simulators.core.program import DeliveryProgram
+from simulators.core.results import DeliveredControlPoint, DeliveryResult, UnitResult
+from simulators.errors import RtsimError
+from simulators.plans.model import BeamTask, LinacBeam, LinacPlan
+from simulators.records.uids import IMPLEMENTATION_CLASS_UID, RTSIM_UID_ROOT, UidSource
+
+MANUFACTURER = "rtsim"
+VERIFICATION_STATUSES = ("VERIFIED", "VERIFIED_OVR", "NOT_VERIFIED")
+
+# Rounding of decimal strings: metersets to 1e-5 (as vendor records), positions/angles to 1e-3 mm/deg.
+METERSET_DECIMALS = 5
+POSITION_DECIMALS = 3
+RATE_DECIMALS = 3
+TIME_DECIMALS = 3
+
+
+def rtsim_version() -> str:
+    """The installed rtsim version (Software Versions, Implementation Version Name)."""
+    try:
+        return metadata.version("rtsim")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0"
+
+
+def format_ds(value: float, decimals: int) -> str:
+    """``value`` rounded to ``decimals`` as a DICOM DS string of at most 16 characters (no ``-0``)."""
+    if not math.isfinite(value):
+        raise ValueError(f"cannot write {value!r} as a decimal string")
+    rounded = round(float(value), decimals)
+    if rounded == 0.0:
+        return "0"
+    text = f"{rounded:.{decimals}f}".rstrip("0").rstrip(".")
+    return text if len(text) <= 16 else format_number_as_ds(rounded)
+
+
+def dicom_date_time(moment: datetime) -> tuple[str, str]:
+    """DA and TM strings for ``moment`` (TM with microseconds)."""
+    return moment.strftime("%Y%m%d"), moment.strftime("%H%M%S.%f")
+
+
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    """The beam meterset window of this session: S (start) and E (end), in beam terms."""
+
+    start: float
+    end: float
+
+
+def build_beams_treatment_record(
+    plan: LinacPlan,
+    result: DeliveryResult,
+    machine: MachineModel,
+    *,
+    treatment_machine_name: str,
+    beam_tasks: Sequence[BeamTask] | None = None,
+    fraction_group_number: int = 1,
+    operator_name: str = "",
+    referenced_record_uids: Sequence[str] = (),
+    instance_number: int = 1,
+    program: DeliveryProgram | None = None,
+    institution_name: str = "",
+    station_name: str | None = None,
+    device_serial_number: str | None = None,
+    verification_status: str = "VERIFIED",
+    plan_dataset: Dataset | None = None,
+    uid_prefix: str = RTSIM_UID_ROOT,
+    uid_seed: int | str | None = None,
+) -> Dataset:
+    """The RT Beams Treatment Record of one session (a Dataset with File Meta, ready to save or send).
+
+    ``beam_tasks`` (from the RT Beams Delivery Instruction) give per beam the delivery type, fraction number,
+    fraction group and continuation bounds; without them every unit is a TREATMENT of fraction 1 of
+    ``fraction_group_number``. ``program`` (optional) supplies the planned beam-on time per beam
+    (Specified Treatment Time). ``plan_dataset`` (the RT Plan as received) supplies the block, compensator
+    and bolus identifiers for the Recorded Block/Compensator and Referenced Bolus Sequences (required when
+    the beam has any; the typed plan carries only their counts); without it those sequences are left out.
+    ``uid_seed`` makes the new UIDs reproducible (tests); leave it None in
+    production. Raises :class:`RtsimError` naming the plan, beam and control point when the result does not
+    fit the plan.
+    """
+    if verification_status not in VERIFICATION_STATUSES:
+        raise RtsimError(
+            f"treatment verification status {verification_status!r} is not one of {VERIFICATION_STATUSES}"
+        )
+    source = plan.identity.source or "plan"
+    tasks = {task.beam_number: task for task in beam_tasks or ()}
+    group_number = _fraction_group_number(tasks, fraction_group_number, source)
+    group = next((g for g in plan.fraction_groups if g.number == group_number), None)
+    uids = UidSource(uid_prefix, uid_seed)
+
+    administered = [u for u in result.units if u.delivered and u.control_points]
+    if not administered:
+        raise RtsimError(
+            f"{source}: no beam was administered in this session (status {result.termination_status}); "
+            "there is nothing to record"
+        )
+    planned_beam_on_s = _planned_beam_on_times(program)
+    plan_beam_items = {
+        int(b.BeamNumber): b
+        for b in (plan_dataset.get("BeamSequence", []) if plan_dataset is not None else [])
+    }
+    beam_items = []
+    last_time_s = 0.0
+    dosimeter_units: set[str] = set()
+    for unit in administered:
+        beam = _plan_beam(plan, unit, source)
+        task = tasks.get(unit.number, BeamTask(beam_number=unit.number, fraction_group_number=group_number))
+        specified_mu = (
+            group.beam_metersets_mu.get(beam.number, beam.beam_meterset_mu)
+            if group
+            else beam.beam_meterset_mu
+        )
+        bounds = _bounds(task, specified_mu)
+        item = _session_beam_item(
+            beam,
+            unit,
+            task,
+            bounds,
+            specified_mu,
+            result.session_start,
+            planned_beam_on_s,
+            source,
+            verification_status,
+        )
+        if beam.number in plan_beam_items:
+            _recorded_accessories(item, plan_beam_items[beam.number])
+        beam_items.append(item)
+        dosimeter_units.add(beam.primary_dosimeter_unit)
+        last_time_s = max(last_time_s, max(cp.time_s for cp in unit.control_points))
+    if len(dosimeter_units) != 1:
+        raise RtsimError(
+            f"{source}: beams mix primary dosimeter units {sorted(dosimeter_units)} in one session"
+        )
+
+    ds = Dataset()
+    _patient_and_study(ds, plan)
+    ended = result.session_start + timedelta(seconds=last_time_s)
+    _series_and_equipment(
+        ds,
+        machine,
+        uids,
+        operator_name,
+        station_name or treatment_machine_name,
+        device_serial_number,
+        group_number,
+        beam_tasks,
+        institution_name,
+    )
+    ds.InstanceNumber = instance_number
+    ds.TreatmentDate, ds.TreatmentTime = dicom_date_time(ended)
+    plan_ref = Dataset()
+    plan_ref.ReferencedSOPClassUID = plan.identity.sop_class_uid
+    plan_ref.ReferencedSOPInstanceUID = plan.identity.sop_instance_uid
+    ds.ReferencedRTPlanSequence = DicomSequence([plan_ref])
+    if referenced_record_uids:
+        refs = []
+        for uid in referenced_record_uids:
+            ref = Dataset()
+            ref.ReferencedSOPClassUID = RTBeamsTreatmentRecordStorage
+            ref.ReferencedSOPInstanceUID = uid
+            refs.append(ref)
+        ds.ReferencedTreatmentRecordSequence = DicomSequence(refs)
+    _patient_setup(ds, plan, [plan.beam(u.number) for u in administered])
+    machine_item = Dataset()
+    machine_item.TreatmentMachineName = treatment_machine_name
+    machine_item.Manufacturer = machine.manufacturer
+    machine_item.InstitutionName = institution_name
+    machine_item.ManufacturerModelName = machine.model_name
+    machine_item.DeviceSerialNumber = device_serial_number or f"RTSIM-{machine.model_id}"[:64]
+    ds.TreatmentMachineSequence = DicomSequence([machine_item])
+    ds.ReferencedFractionGroupNumber = group_number
+    ds.NumberOfFractionsPlanned = group.fractions_planned if group else None
+    ds.PrimaryDosimeterUnit = dosimeter_units.pop()
+    ds.TreatmentSessionBeamSequence = DicomSequence(beam_items)
+
+    ds.SOPClassUID = RTBeamsTreatmentRecordStorage
+    ds.SOPInstanceUID = uids.next("record")
+    ds.InstanceCreationDate, ds.InstanceCreationTime = dicom_date_time(ended)
+    offset = result.session_start.utcoffset()
+    if offset is not None:
+        minutes = int(offset.total_seconds() // 60)
+        sign = "+" if minutes >= 0 else "-"
+        ds.TimezoneOffsetFromUTC = f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+    if _needs_utf8(ds):
+        ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.file_meta = _file_meta(ds)
+    return ds
+
+
+def write_record(ds: Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write ``ds`` as a DICOM Part 10 file (preamble + File Meta) atomically; returns the path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if "TransferSyntaxUID" not in getattr(ds, "file_meta", Dataset()):
+        ds.file_meta = _file_meta(ds)
+    partial = target.with_name(target.name + ".partial")
+    ds.save_as(partial, enforce_file_format=True)
+    os.replace(partial, target)
+    return target
+
+
+# --- modules ------------------------------------------------------------------------------------------
+
+
+def _patient_and_study(ds: Dataset, plan: LinacPlan) -> None:
+    """Patient and General Study modules, copied from the plan."""
+    patient = plan.identity.patient
+    ds.PatientName = patient.patient_name
+    ds.PatientID = patient.patient_id
+    ds.PatientBirthDate = patient.patient_birth_date
+    ds.PatientSex = patient.patient_sex
+    ds.StudyInstanceUID = patient.study_instance_uid
+    ds.StudyDate = patient.study_date
+    ds.StudyTime = patient.study_time
+    ds.ReferringPhysicianName = patient.referring_physician_name
+    ds.StudyID = patient.study_id
+    ds.AccessionNumber = patient.accession_number
+
+
+def _series_and_equipment(
+    ds: Dataset,
+    machine: MachineModel,
+    uids: UidSource,
+    operator_name: str,
+    station_name: str,
+    device_serial_number: str | None,
+    group_number: int,
+    beam_tasks: Sequence[BeamTask] | None,
+    institution_name: str,
+) -> None:
+    """RT Series and General Equipment modules."""
+    ds.Modality = "RTRECORD"
+    ds.SeriesInstanceUID = uids.next("series")
+    ds.SeriesNumber = 1
+    fractions = sorted({t.fraction_number for t in beam_tasks or ()}) or [1]
+    ds.SeriesDescription = f"rtsim record FG{group_number} F{','.join(str(f) for f in fractions)}"[:64]
+    ds.OperatorsName = operator_name
+    ds.Manufacturer = MANUFACTURER
+    ds.InstitutionName = institution_name
+    ds.StationName = station_name[:16]
+    ds.ManufacturerModelName = f"rtsim {machine.model_id}"[:64]
+    ds.DeviceSerialNumber = device_serial_number or f"RTSIM-{machine.model_id}"[:64]
+    ds.SoftwareVersions = f"rtsim {rtsim_version()}"[:64]
+
+
+def _patient_setup(ds: Dataset, plan: LinacPlan, beams: Sequence[LinacBeam]) -> None:
+    """RT Patient Setup module (one item per setup the beams reference; the plan's patient position)."""
+    if not plan.patient_position:
+        return
+    numbers = sorted({b.referenced_patient_setup_number or 1 for b in beams})
+    items = []
+    for number in numbers:
+        item = Dataset()
+        item.PatientSetupNumber = number
+        item.PatientPosition = plan.patient_position
+        items.append(item)
+    ds.PatientSetupSequence = DicomSequence(items)
+
+
+def _file_meta(ds: Dataset) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = f"RTSIM_{rtsim_version()}"[:16]
+    return meta
+
+
+def _needs_utf8(ds: Dataset) -> bool:
+    texts = [
+        str(ds.get(k, ""))
+        for k in ("PatientName", "OperatorsName", "ReferringPhysicianName", "InstitutionName")
+    ]
+    texts += [
+        str(item.get("BeamName", "")) + str(item.get("BeamDescription", ""))
+        for item in ds.TreatmentSessionBeamSequence
+    ]
+    return any(not t.isascii() for t in texts)
+
+
+# --- beams --------------------------------------------------------------------------------------------
+
+
+def _fraction_group_number(tasks: Mapping[int, BeamTask], default: int, source: str) -> int:
+    numbers = {t.fraction_group_number for t in tasks.values()}
+    if len(numbers) > 1:
+        raise RtsimError(
+            f"{source}: beam tasks name several fraction groups {sorted(numbers)}; one record holds one"
+        )
+    return numbers.pop() if numbers else default
+
+
+def _planned_beam_on_times(program: DeliveryProgram | None) -> dict[int, float]:
+    if program is None:
+        return {}
+    return {unit.number: unit.beam_on_time_s for unit in program.units}
+
+
+def _plan_beam(plan: LinacPlan, unit: UnitResult, source: str) -> LinacBeam:
+    try:
+        return plan.beam(unit.number)
+    except KeyError:
+        raise RtsimError(
+            f"{source}: delivered unit {unit.number} ({unit.name}) is not a beam of the plan"
+        ) from None
+
+
+def _bounds(task: BeamTask, specified_mu: float) -> _Bounds:
+    if task.delivery_type == "CONTINUATION":
+        start = task.start_meterset_mu if task.start_meterset_mu is not None else 0.0
+        end = task.end_meterset_mu if task.end_meterset_mu is not None else specified_mu
+        return _Bounds(start=float(start), end=float(end))
+    return _Bounds(start=0.0, end=float(specified_mu))
+
+
+def _session_beam_item(
+    beam: LinacBeam,
+    unit: UnitResult,
+    task: BeamTask,
+    bounds: _Bounds,
+    specified_mu: float,
+    session_start: datetime,
+    planned_beam_on_s: Mapping[int, float],
+    source: str,
+    verification_status: str,
+) -> Dataset:
+    """One Treatment Session Beam Sequence item."""
+    label = f"{source}: beam {beam.number} ({beam.name})"
+    item = Dataset()
+    item.ReferencedBeamNumber = beam.number
+    item.BeamName = beam.name
+    if beam.description:
+        item.BeamDescription = beam.description
+    item.BeamType = beam.beam_type
+    item.RadiationType = beam.radiation_type
+    fluence = Dataset()
+    fluence.FluenceMode = "NON_STANDARD" if beam.fluence_mode_id else "STANDARD"
+    if beam.fluence_mode_id:
+        fluence.FluenceModeID = beam.fluence_mode_id
+    item.PrimaryFluenceModeSequence = DicomSequence([fluence])
+    pairs = []
+    for device_type, count in beam.device_pair_counts.items():
+        pair = Dataset()
+        pair.RTBeamLimitingDeviceType = device_type
+        pair.NumberOfLeafJawPairs = count
+        pairs.append(pair)
+    item.BeamLimitingDeviceLeafPairsSequence = DicomSequence(pairs)
+    item.NumberOfWedges = len(beam.wedges)
+    if beam.wedges:
+        recorded = []
+        for wedge in beam.wedges:
+            w = Dataset()
+            w.WedgeNumber = wedge.number
+            w.WedgeType = wedge.wedge_type
+            w.WedgeID = wedge.wedge_id
+            w.WedgeAngle = format_ds(wedge.angle_deg, POSITION_DECIMALS)
+            w.WedgeOrientation = format_ds(wedge.orientation_deg, POSITION_DECIMALS)
+            recorded.append(w)
+        item.RecordedWedgeSequence = DicomSequence(recorded)
+    item.NumberOfCompensators = beam.number_of_compensators
+    item.NumberOfBoli = beam.number_of_boli
+    item.NumberOfBlocks = beam.number_of_blocks
+    if beam.applicator_id is not None:
+        applicator = Dataset()
+        applicator.ApplicatorID = beam.applicator_id
+        applicator.ApplicatorType = beam.applicator_type or ""
+        item.ApplicatorSequence = DicomSequence([applicator])
+    item.CurrentFractionNumber = task.fraction_number
+    item.TreatmentDeliveryType = task.delivery_type
+    item.TreatmentTerminationStatus = str(unit.termination_status)
+    if unit.termination_code:
+        item.TreatmentTerminationCode = unit.termination_code[:16]
+    item.TreatmentVerificationStatus = verification_status
+    item.SpecifiedPrimaryMeterset = format_ds(specified_mu, METERSET_DECIMALS)
+    item.DeliveredPrimaryMeterset = format_ds(unit.delivered_meterset, METERSET_DECIMALS)
+    if unit.number in planned_beam_on_s:
+        item.SpecifiedTreatmentTime = format_ds(planned_beam_on_s[unit.number], TIME_DECIMALS)
+    item.DeliveredTreatmentTime = format_ds(unit.beam_on_time_s, TIME_DECIMALS)
+    control_points = _control_point_items(beam, unit, bounds, session_start, label)
+    item.NumberOfControlPoints = len(control_points)
+    item.ControlPointDeliverySequence = DicomSequence(control_points)
+    return item
+
+
+def _recorded_accessories(item: Dataset, plan_beam: Dataset) -> None:
+    """Recorded Block / Recorded Compensator / Referenced Bolus Sequences from the plan's beam item."""
+    blocks = []
+    for block in plan_beam.get("BlockSequence", []):
+        recorded = Dataset()
+        for source_kw, target_kw in (
+            ("BlockTrayID", "BlockTrayID"),
+            ("AccessoryCode", "AccessoryCode"),
+            ("BlockNumber", "ReferencedBlockNumber"),
+        ):
+            if source_kw in block:
+                setattr(recorded, target_kw, block[source_kw].value)
+        recorded.BlockName = block.get("BlockName", "")  # Type 2
+        blocks.append(recorded)
+    if blocks:
+        item.RecordedBlockSequence = DicomSequence(blocks)
+    compensators = []
+    for compensator in plan_beam.get("CompensatorSequence", []):
+        recorded = Dataset()
+        for source_kw, target_kw in (
+            ("AccessoryCode", "AccessoryCode"),
+            ("CompensatorNumber", "ReferencedCompensatorNumber"),
+            ("CompensatorType", "CompensatorType"),
+            ("CompensatorTrayID", "CompensatorTrayID"),
+            ("CompensatorID", "CompensatorID"),
+        ):
+            if source_kw in compensator:
+                setattr(recorded, target_kw, compensator[source_kw].value)
+        compensators.append(recorded)
+    if compensators:
+        item.RecordedCompensatorSequence = DicomSequence(compensators)
+    boli = []
+    for bolus in plan_beam.get("ReferencedBolusSequence", []):
+        recorded = Dataset()
+        for keyword in ("ReferencedROINumber", "BolusID", "AccessoryCode"):
+            if keyword in bolus:
+                setattr(recorded, keyword, bolus[keyword].value)
+        boli.append(recorded)
+    if boli:
+        item.ReferencedBolusSequence = DicomSequence(boli)
+
+
+def _control_point_items(
+    beam: LinacBeam, unit: UnitResult, bounds: _Bounds, session_start: datetime, label: str
+) -> list[Dataset]:
+    rows = {int(index): row for row, index in enumerate(beam.control_point_indices)}
+    session_span = bounds.end - bounds.start
+    tolerance = 1e-6 * max(1.0, abs(bounds.end))
+    previous: dict[str, object] = {}
+    items = []
+    for number, dcp in enumerate(unit.control_points):
+        where = f"{label}: control point {dcp.plan_cp_index}"
+        if dcp.plan_cp_index not in rows:
+            raise RtsimError(f"{where}: the result names a control point the beam does not have")
+        if not -tolerance <= dcp.delivered_meterset <= session_span + tolerance:
+            raise RtsimError(
+                f"{where}: delivered meterset {dcp.delivered_meterset:g} is outside this session's range "
+                f"[0, {session_span:g}] (results must be cumulative for the beam in this session)"
+            )
+        row = rows[dcp.plan_cp_index]
+        items.append(_control_point_item(beam, row, dcp, bounds, session_start, previous, first=number == 0))
+    return items
+
+
+def _control_point_item(
+    beam: LinacBeam,
+    row: int,
+    dcp: DeliveredControlPoint,
+    bounds: _Bounds,
+    session_start: datetime,
+    previous: dict[str, object],
+    *,
+    first: bool,
+) -> Dataset:
+    """One Control Point Delivery Sequence item; ``previous`` holds the last written value per attribute."""
+    cp = Dataset()
+    cp.ReferencedControlPointIndex = dcp.plan_cp_index
+    cp.TreatmentControlPointDate, cp.TreatmentControlPointTime = dicom_date_time(
+        session_start + timedelta(seconds=dcp.time_s)
+    )
+    specified = float(beam.cumulative_meterset_mu[row])
+    delivered = max(bounds.start, min(specified, bounds.end, bounds.start + dcp.delivered_meterset))
+    cp.SpecifiedMeterset = format_ds(specified, METERSET_DECIMALS)
+    cp.DeliveredMeterset = format_ds(delivered, METERSET_DECIMALS)
+    cp.DoseRateSet = _ds_or_empty(dcp.dose_rate_set_per_min, RATE_DECIMALS)
+    cp.DoseRateDelivered = _ds_or_empty(dcp.dose_rate_delivered_per_min, RATE_DECIMALS)
+
+    def put(keyword: str, value: object) -> None:
+        if first or previous.get(keyword) != value:
+            setattr(cp, keyword, value)
+            previous[keyword] = value
+
+    put("NominalBeamEnergy", format_ds(beam.nominal_energy_mev, POSITION_DECIMALS))
+    if first:
+        cp.NominalBeamEnergyUnit = "MV" if beam.radiation_type == "PHOTON" else "MEV"
+    if beam.wedges:
+        wedge_state = tuple("IN" if beam.wedge_in[row, k] else "OUT" for k in range(len(beam.wedges)))
+        if first or previous.get("wedges") != wedge_state:
+            positions = []
+            for wedge, state in zip(beam.wedges, wedge_state, strict=True):
+                w = Dataset()
+                w.WedgePosition = state
+                w.ReferencedWedgeNumber = wedge.number
+                positions.append(w)
+            cp.WedgePositionSequence = DicomSequence(positions)
+            previous["wedges"] = wedge_state
+    devices = []
+    for key, device_type in (
+        ("jaw_x_mm", beam.jaw_x_device_type),
+        ("jaw_y_mm", beam.jaw_y_device_type),
+        ("mlc_mm", beam.mlc_device_type),
+    ):
+        values = _actual(dcp, key, getattr(beam, key), row)
+        if values is None or device_type is None:
+            continue
+        text = [format_ds(v, POSITION_DECIMALS) for v in np.asarray(values, dtype=float).reshape(-1)]
+        if first or previous.get(device_type) != text:
+            device = Dataset()
+            device.RTBeamLimitingDeviceType = device_type
+            device.LeafJawPositions = text
+            devices.append(device)
+            previous[device_type] = text
+    if devices:
+        cp.BeamLimitingDevicePositionSequence = DicomSequence(devices)
+    for key, angle_kw, direction_kw, directions in (
+        ("gantry_deg", "GantryAngle", "GantryRotationDirection", beam.gantry_direction),
+        (
+            "collimator_deg",
+            "BeamLimitingDeviceAngle",
+            "BeamLimitingDeviceRotationDirection",
+            beam.collimator_direction,
+        ),
+        ("couch_deg", "PatientSupportAngle", "PatientSupportRotationDirection", beam.couch_direction),
+    ):
+        angle = float(np.asarray(_actual(dcp, key, getattr(beam, key), row), dtype=float).reshape(-1)[0])
+        put(angle_kw, format_ds(_angle_0_360(angle), POSITION_DECIMALS))
+        put(direction_kw, directions[row] or "NONE")
+    put("TableTopEccentricAngle", "0")
+    put("TableTopEccentricRotationDirection", "NONE")
+    for key, keyword in (
+        ("table_top_vertical_mm", "TableTopVerticalPosition"),
+        ("table_top_longitudinal_mm", "TableTopLongitudinalPosition"),
+        ("table_top_lateral_mm", "TableTopLateralPosition"),
+    ):
+        value = float(np.asarray(_actual(dcp, key, getattr(beam, key), row), dtype=float).reshape(-1)[0])
+        put(keyword, format_ds(value, POSITION_DECIMALS) if math.isfinite(value) else None)
+    return cp
+
+
+def _actual(dcp: DeliveredControlPoint, key: str, planned: np.ndarray | None, row: int) -> np.ndarray | None:
+    """The actual value of axis ``key`` at this control point; the plan's value if the result has none."""
+    if key in dcp.positions:
+        return np.asarray(dcp.positions[key], dtype=float)
+    if planned is None:
+        return None
+    return np.asarray(planned[row], dtype=float)
+
+
+def _angle_0_360(angle_deg: float) -> float:
+    wrapped = angle_deg % 360.0
+    return 0.0 if round(wrapped, POSITION_DECIMALS) >= 360.0 else wrapped
+
+
+def _ds_or_empty(value: float, decimals: int) -> str | None:
+    return format_ds(value, decimals) if math.isfinite(value) else None
