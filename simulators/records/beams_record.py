@@ -140,7 +140,7 @@ def build_beams_treatment_record(
     tasks = {task.beam_number: task for task in beam_tasks or ()}
     group_number = _fraction_group_number(tasks, fraction_group_number, source)
     group = next((g for g in plan.fraction_groups if g.number == group_number), None)
-    uids = UidSource(uid_prefix, uid_seed)
+    uids = UidSource(uid_prefix, uid_seed, (plan.identity.sop_instance_uid, result.session_start.isoformat()))
 
     administered = [u for u in result.units if u.delivered and u.control_points]
     if not administered:
@@ -361,7 +361,7 @@ def _plan_beam(plan: LinacPlan, unit: UnitResult, source: str) -> LinacBeam:
 
 
 def _bounds(task: BeamTask, specified_mu: float) -> _Bounds:
-    if task.delivery_type == "CONTINUATION":
+    if task.delivery_type.upper() == "CONTINUATION":
         start = task.start_meterset_mu if task.start_meterset_mu is not None else 0.0
         end = task.end_meterset_mu if task.end_meterset_mu is not None else specified_mu
         return _Bounds(start=float(start), end=float(end))
@@ -421,7 +421,7 @@ def _session_beam_item(
         applicator.ApplicatorType = beam.applicator_type or ""
         item.ApplicatorSequence = DicomSequence([applicator])
     item.CurrentFractionNumber = task.fraction_number
-    item.TreatmentDeliveryType = task.delivery_type
+    item.TreatmentDeliveryType = task.delivery_type.upper()
     item.TreatmentTerminationStatus = str(unit.termination_status)
     if unit.termination_code:
         item.TreatmentTerminationCode = unit.termination_code[:16]

@@ -29,13 +29,17 @@ class UidSource:
     """Hands out UIDs for one writer run.
 
     ``next(purpose)`` returns a fresh UID; with a ``seed`` the n-th call for a purpose is a pure function
-    of (seed, purpose, n), so two runs with the same seed produce identical UIDs.
+    of (seed, context, purpose, n), so two runs with the same seed and context produce identical UIDs.
+    ``context`` (e.g. the plan UID and session start) keeps seeded UIDs of different sessions apart.
     """
 
-    def __init__(self, prefix: str = RTSIM_UID_ROOT, seed: int | str | None = None) -> None:
+    def __init__(
+        self, prefix: str = RTSIM_UID_ROOT, seed: int | str | None = None, context: tuple[str, ...] = ()
+    ) -> None:
         _check_prefix(prefix)
         self.prefix = prefix
         self.seed = seed
+        self.context = tuple(context)
         self._counters: dict[str, count[int]] = {}
 
     def next(self, purpose: str) -> str:
@@ -43,7 +47,7 @@ class UidSource:
         if self.seed is None:
             return new_uid(self.prefix)
         n = next(self._counters.setdefault(purpose, count()))
-        return new_uid(self.prefix, entropy=("rtsim", str(self.seed), purpose, str(n)))
+        return new_uid(self.prefix, entropy=("rtsim", str(self.seed), *self.context, purpose, str(n)))
 
 
 def _check_prefix(prefix: str) -> None:

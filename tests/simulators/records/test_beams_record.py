@@ -695,6 +695,18 @@ def test_uids_are_reproducible_with_a_seed_and_new_without(tmp_path: Path) -> No
     written(c, tmp_path)  # dicom3tools checks the UID root too
 
 
+def test_seeded_uids_differ_between_sessions_and_bad_prefixes_are_refused() -> None:
+    plan = make_plan(make_beam(1, "Static"))
+    result = deliver(plan)
+    later = replace(result, session_start=SESSION_START + timedelta(days=1))
+    assert build(plan, result, uid_seed=5).SOPInstanceUID != build(plan, later, uid_seed=5).SOPInstanceUID
+    for prefix in ("1.2.3", "1.02.3.", "abc.", "1." * 30):
+        with pytest.raises(ValueError, match="UID prefix"):
+            build(plan, result, uid_prefix=prefix)
+    own = build(plan, result, uid_prefix="1.2.826.0.1.3680043.10.1234.")
+    assert own.SOPInstanceUID.startswith("1.2.826.0.1.3680043.10.1234.")
+
+
 def test_verification_status_not_verified_is_written_and_bad_values_refused(tmp_path: Path) -> None:
     plan = make_plan(make_beam(1, "Static"))
     ds = build(plan, deliver(plan), verification_status="NOT_VERIFIED")
