@@ -151,7 +151,8 @@ def _status_text(status: str, code: str) -> str:
 
 
 def _limits_text(share: dict[str, float], top: int = 2) -> str:
-    parts = [f"{axis} {value:.0%}" for axis, value in list(share.items())[:top] if value > 0]
+    """The ``top`` axes that limited the speed longest, leaving out shares under 0.5 %."""
+    parts = [f"{axis} {value:.0%}" for axis, value in share.items() if value >= 0.005][:top]
     return ", ".join(parts)
 
 

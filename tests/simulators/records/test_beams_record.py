@@ -851,3 +851,52 @@ def test_tdw_ii_plan_record_matches_the_vendor_record_shape(ihe_ro_dir: Path, tm
     assert [float(cp.SpecifiedMeterset) for cp in ours.ControlPointDeliverySequence] == [
         float(cp.SpecifiedMeterset) for cp in theirs.ControlPointDeliverySequence
     ]
+
+
+def test_real_engine_interrupted_then_continued_records_add_up(ihe_ro_dir: Path, tmp_path: Path) -> None:
+    """End to end with the real reader, program builder and engine: interlock at 30 s, then continuation."""
+    reader = pytest.importorskip("simulators.plans.dicom_reader")
+    linac = pytest.importorskip("simulators.devices.linac")
+    engine_module = pytest.importorskip("simulators.core.engine")
+    loader = pytest.importorskip("machine_models.loader")
+    machine = loader.load_model("truebeam-millennium120")
+    path = ihe_ro_dir / REAL_PLANS["vmat"]
+    plan, plan_ds = reader.read_plan_file(path), pydicom.dcmread(path, force=True)
+
+    def session(tasks: list[BeamTask], interlock_at_s: float | None, name: str) -> pydicom.Dataset:
+        program = linac.build_linac_program(plan, machine, tasks)
+        engine = engine_module.DeliveryEngine(program, seed=3, session_start=SESSION_START)
+        if interlock_at_s is not None:
+            engine.schedule_at(interlock_at_s, lambda: engine.interlock("DOOR"))
+        result = engine.run()
+        ds = build_beams_treatment_record(
+            plan,
+            result,
+            machine,
+            treatment_machine_name="IHE_V120",
+            beam_tasks=tasks,
+            program=program,
+            plan_dataset=plan_ds,
+        )
+        written(ds, tmp_path, name)
+        return ds
+
+    first = session([BeamTask(1, fraction_number=2), BeamTask(2, fraction_number=2)], 30.0, "first.dcm")
+    assert len(first.TreatmentSessionBeamSequence) == 1
+    stopped = first.TreatmentSessionBeamSequence[0]
+    assert stopped.TreatmentTerminationStatus == "MACHINE"
+    partial = float(stopped.DeliveredPrimaryMeterset)
+    beam_mu = float(stopped.SpecifiedPrimaryMeterset)
+    assert 0.0 < partial < beam_mu
+    last = stopped.ControlPointDeliverySequence[-1]
+    assert float(last.DeliveredMeterset) == pytest.approx(partial, abs=1e-5)
+    assert float(last.DeliveredMeterset) < float(last.SpecifiedMeterset)
+
+    tasks = [BeamTask(1, "CONTINUATION", partial, beam_mu, fraction_number=2), BeamTask(2, fraction_number=2)]
+    second = session(tasks, None, "second.dcm")
+    resumed = second.TreatmentSessionBeamSequence[0]
+    assert resumed.TreatmentDeliveryType == "CONTINUATION"
+    assert partial + float(resumed.DeliveredPrimaryMeterset) == pytest.approx(beam_mu, abs=2e-5)
+    delivered = [float(cp.DeliveredMeterset) for cp in resumed.ControlPointDeliverySequence]
+    specified = [float(cp.SpecifiedMeterset) for cp in resumed.ControlPointDeliverySequence]
+    assert delivered == [pytest.approx(max(partial, min(s, beam_mu)), abs=1e-5) for s in specified]

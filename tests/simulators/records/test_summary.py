@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,13 @@ def test_write_summary_round_trips(tmp_path: Path) -> None:
     path = write_summary(tmp_path / "sub" / "summary.json", summary)
     assert json.loads(path.read_text(encoding="utf-8")) == summary
     assert not list(path.parent.glob("*.partial"))
+
+
+def test_negligible_limiting_shares_are_left_out_of_the_text() -> None:
+    plan = make_plan(make_beam(1, "Static"))
+    result = deliver(plan)
+    unit = replace(result.units[0], limiting_axis_share={"mlc": 0.998, "none": 0.002})
+    summary = build_summary(plan, replace(result, units=(unit,)), "r.dcm", make_machine())
+    assert summary["units"][0]["limiting_axis"] == "mlc"
+    assert "limited by mlc 100%," not in format_human_summary(summary)
+    assert "limited by mlc 100%" in format_human_summary(summary)
