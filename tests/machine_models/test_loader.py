@@ -177,7 +177,8 @@ def test_millennium120_numbers_equal_the_reference() -> None:
     np.testing.assert_array_equal(linac.mlc.leaf_boundaries_mm, MILLENNIUM_BOUNDARIES)
     assert linac.mlc.max_leaf_speed_mm_per_s == 25.0
     assert (linac.mlc.min_position_mm, linac.mlc.max_position_mm) == (-200.0, 200.0)
-    assert linac.mlc.max_leaf_spread_mm == 140.0
+    assert linac.mlc.max_leaf_spread_mm == 150.0  # above the 148.1 mm of the IHE-RO Eclipse VMAT plan
+    assert linac.mlc.min_leaf_gap_mm == 0.5
     assert linac.mlc.interdigitation
     assert linac.mlc.position_noise_sd_mm == 0.03
     assert linac.dose_rate_servo is DoseRateServo.CONTINUOUS
@@ -695,3 +696,14 @@ def test_bundled_file_whose_id_differs_from_its_name_is_rejected(tmp_path: Path,
         loader.load_model("other-name")
     assert caught.value.key == "model_id"
     assert "'my-linac'" in caught.value.problem
+
+
+def test_the_example_in_the_docs_loads(tmp_path: Path) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "machine-models.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```toml\n(.*?)```", docs, flags=re.DOTALL)
+    assert blocks, "no TOML example in docs/machine-models.md"
+    model = load_model(_write(tmp_path, blocks[0], "example.toml"))
+    assert model.model_id == "my-linac"
+    assert model.linac is not None
+    assert model.linac.mlc is not None
+    np.testing.assert_array_equal(model.linac.mlc.leaf_boundaries_mm, MILLENNIUM_BOUNDARIES)
