@@ -152,6 +152,7 @@ def build_beams_treatment_record(
     plan_beam_items = {
         int(b.BeamNumber): b
         for b in (plan_dataset.get("BeamSequence", []) if plan_dataset is not None else [])
+        if b.get("BeamNumber") is not None
     }
     beam_items = []
     last_time_s = 0.0
