@@ -280,7 +280,7 @@ def test_every_number_in_a_bundled_file_has_a_tagged_source_comment(model_id: st
     assert untagged == []
 
 
-def test_the_tag_check_catches_an_untagged_number(tmp_path: Path) -> None:
+def test_the_tag_check_catches_an_untagged_number() -> None:
     """Guard for the test above: a line with a number and no tag is found."""
     line = "max_speed_deg_per_s = 6.0  # from somewhere"
     code, _, comment = line.partition("#")
