@@ -789,14 +789,9 @@ class DeliveryEngine:
             session_fraction=fraction,
         )
 
-    def _rates(self, ur: _UnitRun, local_cp: int) -> tuple[float, float]:
-        """(set, delivered) rate per minute for a control point: the segment from it, else the one to it."""
-        record = next(
-            (r for r in ur.records if r.seg.kind is not SegmentKind.SETUP and r.seg.start_cp == local_cp),
-            None,
-        )
-        if record is None:
-            record = next((r for r in reversed(ur.records) if r.seg.end_cp == local_cp), None)
+    @staticmethod
+    def _rates(record: _SegRecord | None) -> tuple[float, float]:
+        """(set, delivered) meterset rate per minute over a played segment (delivered includes pauses)."""
         if record is None:
             return 0.0, 0.0
         delivered = 0.0
@@ -819,24 +814,25 @@ class DeliveryEngine:
                 ur.records.append(record)
             if ur.reached and 0.0 < sr.fraction < 1.0 and sr.seg.kind is not SegmentKind.SETUP:
                 delivered = record.meterset_end
-                rate_delivered = 0.0
-                if record.elapsed_s > 0:
-                    rate_delivered = (record.meterset_end - record.meterset_start) / (record.elapsed_s / 60.0)
+                rate_set, rate_delivered = self._rates(record)
                 planned = self._planned_positions(ur, sr.seg, sr.fraction)
                 partial = DeliveredControlPoint(
                     plan_cp_index=int(unit.cp_plan_indices[sr.seg.end_cp]),
                     time_s=now,
                     specified_meterset=float(unit.cp_meterset[sr.seg.end_cp]),
                     delivered_meterset=delivered,
-                    dose_rate_set_per_min=float(sr.seg.beam_rate_per_min),
+                    dose_rate_set_per_min=rate_set,
                     dose_rate_delivered_per_min=rate_delivered,
                     positions=self._stop_noise.perturb_one(planned),
                 )
             if ur.reached:
                 self._publish_progress(unit, delivered)
+        # a control point's rates are those of the segment that starts at it, else of the one ending there
+        from_cp = {r.seg.start_cp: r for r in reversed(ur.records) if r.seg.kind is not SegmentKind.SETUP}
+        to_cp = {r.seg.end_cp: r for r in ur.records}
         points = []
         for local_cp, time_s in ur.reached:
-            rate_set, rate_delivered = self._rates(ur, local_cp)
+            rate_set, rate_delivered = self._rates(from_cp.get(local_cp) or to_cp.get(local_cp))
             points.append(
                 DeliveredControlPoint(
                     plan_cp_index=int(unit.cp_plan_indices[local_cp]),
