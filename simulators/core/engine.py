@@ -31,9 +31,11 @@ The fault and operator model (machine-models.md §6):
   BeamOnRefused and waits (READY) for the cause to clear, at most ``interrupt_timeout_s``, then ends the
   session MACHINE with the interlock code (or ``DOOR``).
 
-Metersets in results and events are cumulative beam values on the scale of ``ProgramUnit.cp_meterset``
-(a continuation starts at its start meterset). A unit whose first control point was never reached has
-``delivered=False`` and no control points.
+Metersets in results and events are on the scale of ``ProgramUnit.cp_meterset``, as the program builder
+defines it (linac: the cumulative meterset of this session from 0, the continuation's start in
+``meterset_offset``); the engine never adds the offset. Positions are played as given (rotations
+unwrapped by the builder) and interpolated linearly. A unit whose first control point was never reached
+has ``delivered=False`` and no control points.
 """
 
 from __future__ import annotations
@@ -110,10 +112,8 @@ class _UnitRun:
             self.share_s[key] = self.share_s.get(key, 0.0) + seconds
 
 
-def _interpolate(a: np.ndarray, b: np.ndarray, fraction: float, angular: bool) -> np.ndarray:
-    if angular:
-        delta = np.mod(b - a + 180.0, 360.0) - 180.0  # shortest arc; arcs have small CP spacing
-        return np.mod(a + fraction * delta, 360.0)
+def _interpolate(a: np.ndarray, b: np.ndarray, fraction: float) -> np.ndarray:
+    """Linear between control points; rotations are unwrapped by the program builder, so no wrap here."""
     return a + fraction * (b - a)
 
 
@@ -770,7 +770,7 @@ class DeliveryEngine:
                     a = b
             else:
                 a = np.asarray(values[seg.start_cp], dtype=float)
-            out[axis] = _interpolate(a, b, fraction, axis.endswith("_deg"))
+            out[axis] = _interpolate(a, b, fraction)
         return out
 
     def _publish_progress(self, unit: ProgramUnit, meterset: float) -> None:

@@ -3,7 +3,8 @@
 Typical sizes (machine-models.md §2.4): TrueBeam leaf RMS ~0.01-0.03 mm, gantry within ~0.1 deg; the
 standard deviation per axis comes from the machine model through ``DeliveryProgram.axis_noise_sd``.
 Paired axes (jaws, MLC banks: second dimension of size 2, index 0 = jaw 1 / bank A) are made
-consistent after the noise so opposing leaves and jaws never cross; angles wrap into [0, 360).
+consistent after the noise so opposing leaves and jaws never cross. Angles are left unwrapped, like the
+program's positions (the program builder unwraps rotations; record writers wrap into [0, 360)).
 """
 
 from __future__ import annotations
@@ -57,8 +58,6 @@ class PositionNoise:
             actual = planned + self._rng.normal(0.0, sd, size=planned.shape)
             if planned.ndim >= 2 and is_paired_axis(name, planned[0]):
                 actual = uncross(actual)
-            if name.endswith("_deg"):
-                actual = np.mod(actual, 360.0)
             out[name] = actual
         return out
 

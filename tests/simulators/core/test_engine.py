@@ -23,8 +23,11 @@ START = datetime(2024, 5, 6, 8, 30, 0)
 S = SegmentKind
 
 
-def make_unit(number: int, *, setup_s: float | None = 5.0, offset_mu: float = 0.0) -> ProgramUnit:
-    """Three control points, 0 -> 50 -> 100 MU: 10 s dose-limited then 20 s MLC-limited."""
+def make_unit(number: int, *, setup_s: float | None = 5.0) -> ProgramUnit:
+    """Three control points, 0 -> 50 -> 100 MU: 10 s dose-limited then 20 s MLC-limited.
+
+    The gantry goes 350 -> 360 -> 370 deg: rotations arrive unwrapped from the program builder.
+    """
     segments = []
     if setup_s is not None:
         segments.append(Segment(S.SETUP, 0, 0, setup_s, 0.0, 0.0, "gantry"))
@@ -35,21 +38,19 @@ def make_unit(number: int, *, setup_s: float | None = 5.0, offset_mu: float = 0.
     mlc = np.zeros((3, 2, 4))
     mlc[:, 0, :] = -5.0
     mlc[:, 1, :] = 5.0
-    cp_mu = offset_mu + np.array([0.0, 50.0, 100.0]) * (100.0 - offset_mu) / 100.0
     return ProgramUnit(
         number=number,
         name=f"Beam {number}",
         meterset_unit="MU",
         specified_meterset=100.0,
         cp_plan_indices=np.array([0, 1, 2]),
-        cp_meterset=cp_mu,
+        cp_meterset=np.array([0.0, 50.0, 100.0]),
         cp_positions={
-            "gantry_deg": np.array([350.0, 0.0, 10.0]),
+            "gantry_deg": np.array([350.0, 360.0, 370.0]),
             "jaw_x_mm": np.array([[-50.0, 50.0]] * 3),
             "mlc_mm": mlc,
         },
         segments=tuple(segments),
-        meterset_offset=offset_mu,
     )
 
 
@@ -154,12 +155,12 @@ def test_sampling_interpolates_planned_positions_and_meterset() -> None:
     engine, rec = make_engine(sample_interval_s=2.5)
     engine.run()
     at_10 = next(e for e in rec.of_type(ev.AxisSample) if e.time_s == pytest.approx(10.0))
-    assert at_10.positions["gantry_deg"] == pytest.approx(355.0)  # 350 -> 0 (shortest arc), half way
+    assert at_10.positions["gantry_deg"] == pytest.approx(355.0)  # 350 -> 360, half way
     progress_10 = next(e for e in rec.of_type(ev.MetersetProgress) if e.time_s == pytest.approx(10.0))
     assert progress_10.delivered == pytest.approx(25.0)
-    # during the next unit's setup the gantry goes back from 10 to 350 deg
+    # during the next unit's setup the gantry goes back from 370 to 350 deg
     at_37_5 = next(e for e in rec.of_type(ev.AxisSample) if e.time_s == pytest.approx(37.5))
-    assert at_37_5.positions["gantry_deg"] == pytest.approx(0.0)
+    assert at_37_5.positions["gantry_deg"] == pytest.approx(360.0)
 
 
 def test_step_and_shoot_hold_move_is_beam_hold_without_beam() -> None:
@@ -180,14 +181,17 @@ def test_step_and_shoot_hold_move_is_beam_hold_without_beam() -> None:
     assert [c.plan_cp_index for c in result.units[0].control_points] == [0, 1, 2]
 
 
-def test_continuation_metersets_are_cumulative_from_the_offset() -> None:
-    engine, _ = make_engine(make_program(make_unit(1, offset_mu=40.0)))
+def test_continuation_metersets_stay_on_the_program_scale() -> None:
+    # linac builder convention: a continuation from 40 MU has cp_meterset 0 -> 60 and meterset_offset 40
+    unit = dataclasses.replace(
+        make_unit(1), cp_meterset=np.array([0.0, 30.0, 60.0]), specified_meterset=60.0, meterset_offset=40.0
+    )
+    engine, _ = make_engine(make_program(unit))
     engine.schedule_at(10.0, lambda: engine.interlock("DOS2"))
     u = engine.run().units[0]
-    # 40 -> 70 MU over seg 1 (10 s); at t=10 it is half way: 55 MU
-    assert u.delivered_meterset == pytest.approx(55.0)
-    assert u.control_points[0].delivered_meterset == pytest.approx(40.0)
-    assert u.control_points[-1].specified_meterset == pytest.approx(70.0)
+    assert u.delivered_meterset == pytest.approx(15.0)  # half of the first 30 MU; the offset is not added
+    assert u.specified_meterset == pytest.approx(60.0)
+    assert u.control_points[-1].specified_meterset == pytest.approx(30.0)
 
 
 # ---------------------------------------------------------------------------------------- faults
@@ -208,7 +212,7 @@ def test_interlock_mid_segment_interpolates_and_stops_the_session() -> None:
     assert (last.plan_cp_index, last.time_s) == (2, pytest.approx(20.0))
     assert last.specified_meterset == pytest.approx(100.0)
     assert last.delivered_meterset == pytest.approx(62.5)
-    assert last.positions["gantry_deg"] == pytest.approx(2.5, abs=0.5)  # 0 -> 10 deg, a quarter, + noise
+    assert last.positions["gantry_deg"] == pytest.approx(362.5, abs=0.5)  # 360 -> 370, a quarter, + noise
     assert u1.beam_on_time_s == pytest.approx(15.0)
     assert not u2.delivered
     assert u2.delivered_meterset == 0.0
@@ -473,10 +477,9 @@ def test_same_seed_same_result_different_seed_different_positions() -> None:
     for pa, pb in zip(_positions(a), _positions(b), strict=True):
         np.testing.assert_array_equal(pa, pb)
     assert any(not np.array_equal(pa, pc) for pa, pc in zip(_positions(a), _positions(c), strict=True))
-    planned_gantry = [350.0, 0.0, 2.5]  # CP 0, CP 1, then the interruption point a quarter into 0 -> 10
+    planned_gantry = [350.0, 360.0, 362.5]  # CP 0, CP 1, then the interruption point a quarter into seg 2
     actual = [cp.positions["gantry_deg"] for cp in a.units[0].control_points]
-    assert all(0.0 <= g < 360.0 for g in actual)
-    assert all(abs((g - p + 180) % 360 - 180) < 0.3 for g, p in zip(actual, planned_gantry, strict=True))
+    assert all(abs(g - p) < 0.3 for g, p in zip(actual, planned_gantry, strict=True))
     assert any(g != p for g, p in zip(actual, planned_gantry, strict=True))
 
 
