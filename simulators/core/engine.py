@@ -2,9 +2,9 @@
 
 One thread owns simulated time (the one calling :meth:`DeliveryEngine.run`). Other threads (network
 handlers, the console) call :meth:`DeliveryEngine.post` or the convenience methods; their commands go on a
-queue that a SimPy pump process drains every ``clock.command_poll_s`` simulated seconds. On the sim thread
-(SimPy processes, :meth:`DeliveryEngine.schedule_at` callbacks, bus subscribers) the same methods apply at
-once.
+queue that a SimPy pump process drains every ``clock.command_poll_s`` simulated seconds (calls made before
+``run()`` are queued too and act at t = 0). On the sim thread (SimPy processes,
+:meth:`DeliveryEngine.schedule_at` callbacks, bus subscribers) the same methods apply at once.
 
 The fault and operator model (machine-models.md §6):
 
@@ -245,8 +245,8 @@ class DeliveryEngine:
     def start(self) -> simpy.Process:
         """Register the delivery (and pump/sampler) processes; idempotent."""
         if self._process is None:
+            self.env.process(self._pump())  # first, so commands queued before run() act at t=0 first
             self._process = self.env.process(self._deliver())
-            self.env.process(self._pump())
             self._ensure_sampler()
         return self._process
 
@@ -313,7 +313,8 @@ class DeliveryEngine:
 
     # ------------------------------------------------------------------ commands
     def _submit(self, command: cmd.Command) -> None:
-        if self._sim_thread is None or threading.get_ident() == self._sim_thread:
+        """Apply at once on the sim thread; from anywhere else (or before run()) queue it."""
+        if threading.get_ident() == self._sim_thread:
             self.apply(command)
         else:
             self.post(command)
@@ -794,9 +795,8 @@ class DeliveryEngine:
         """(set, delivered) meterset rate per minute over a played segment (delivered includes pauses)."""
         if record is None:
             return 0.0, 0.0
-        delivered = 0.0
-        if record.elapsed_s > 0:
-            delivered = (record.meterset_end - record.meterset_start) / (record.elapsed_s / 60.0)
+        elapsed_min = record.elapsed_s / 60.0
+        delivered = (record.meterset_end - record.meterset_start) / elapsed_min if elapsed_min > 0 else 0.0
         return float(record.seg.beam_rate_per_min), delivered
 
     def _finish_unit(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import threading
@@ -10,6 +11,8 @@ from datetime import datetime
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulators.core import events as ev
 from simulators.core.bus import EventBus, EventRecorder
@@ -498,3 +501,59 @@ def test_noise_sd_matches_the_model() -> None:
     planned = np.full((20000, 2, 1), [[-10.0], [10.0]])
     out = PositionNoise({"mlc_mm": 0.02}, np.random.default_rng(1)).perturb({"mlc_mm": planned})["mlc_mm"]
     assert np.std(out - planned) == pytest.approx(0.02, rel=0.05)
+
+
+# ---------------------------------------------------------------------------------------- properties
+
+durations = st.one_of(st.just(0.0), st.floats(min_value=0.01, max_value=30.0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(durations, st.booleans()), min_size=1, max_size=6),
+    durations,
+    st.floats(min_value=0.0, max_value=1.0),
+)
+def test_interlock_anywhere_gives_the_piecewise_linear_meterset(
+    segs: list[tuple[float, bool]], setup_s: float, where: float
+) -> None:
+    """MU(t) is piecewise linear over beam segments and flat over setup and beam-off moves."""
+    n = len(segs) + 1
+    mu_deltas = [10.0 if beam else 0.0 for _, beam in segs]
+    cp_mu = np.concatenate([[0.0], np.cumsum(mu_deltas)])
+    segments = [Segment(S.SETUP, 0, 0, setup_s, 0.0, 0.0, "gantry")]
+    for i, (duration, beam) in enumerate(segs):
+        kind = S.BEAM if beam else S.HOLD_MOVE
+        segments.append(
+            Segment(kind, i, i + 1, duration, mu_deltas[i], 60.0 * 10 / max(duration, 1e-9), "mlc")
+        )
+    unit = ProgramUnit(
+        1,
+        "U",
+        "MU",
+        float(cp_mu[-1]),
+        np.arange(n),
+        cp_mu,
+        {"x_mm": np.arange(n, dtype=float)},
+        tuple(segments),
+    )
+    engine, _ = make_engine(make_program(unit, make_unit(2)))
+    total_s = sum(s.duration_s for s in segments)
+    stop_s = where * total_s
+    engine.schedule_at(stop_s, lambda: engine.interlock("X"))
+    result = engine.run()
+
+    times = np.concatenate([[0.0], np.cumsum([s.duration_s for s in segments])])
+    expected_mu = np.interp(stop_s, times, np.concatenate([[0.0], cp_mu]))
+    u1, u2 = result.units
+    cps = u1.control_points
+    assert [c.time_s for c in cps] == sorted(c.time_s for c in cps)
+    assert all(b.delivered_meterset >= a.delivered_meterset for a, b in itertools.pairwise(cps))
+    assert all(c.delivered_meterset <= c.specified_meterset + 1e-9 for c in cps)
+    if stop_s < total_s:  # a stop exactly at the end of unit 1 may land before or after its last event
+        assert result.termination_status is TerminationStatus.MACHINE
+        assert u1.delivered_meterset == pytest.approx(expected_mu, abs=1e-6)
+        if stop_s != setup_s:  # at the very instant the setup ends either order is right
+            assert u1.delivered == (stop_s > setup_s)
+        assert not u2.delivered
+    assert u1.end_time_s == pytest.approx(min(stop_s, total_s))
