@@ -351,7 +351,7 @@ class DeliveryEngine:
     def _apply_hold(self, c: cmd.Hold) -> None:
         if self._finished:
             self._reject(c, "the session has ended")
-        elif self._paused_kind is not None or self._hold_reason is not None:
+        elif self._paused_kind in ("hold", "interrupt") or self._hold_reason is not None:
             self._reject(c, "the beam is already held or interrupted")
         else:
             self._publish(ev.FaultInjected, name=c.name, params=self._params(c))
@@ -722,8 +722,8 @@ class DeliveryEngine:
         try:
             while True:
                 self._check_stop()
-                if kind == "hold" and self._interrupt_code is not None:  # operator interrupts a hold
-                    kind, reason = "interrupt", self._interrupt_code
+                if kind != "interrupt" and self._interrupt_code is not None:  # operator interrupts a hold
+                    kind, reason, limit_s = "interrupt", self._interrupt_code, self.interrupt_timeout_s
                     self._interrupt_code = None
                     self._paused_kind = kind
                     self._set_state(MachineState.INTERRUPTED, reason)

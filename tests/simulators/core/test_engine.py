@@ -557,3 +557,15 @@ def test_interlock_anywhere_gives_the_piecewise_linear_meterset(
             assert u1.delivered == (stop_s > setup_s)
         assert not u2.delivered
     assert u1.end_time_s == pytest.approx(min(stop_s, total_s))
+
+
+def test_operator_interrupt_during_a_hold_takes_over_and_resume_continues() -> None:
+    engine, rec = make_engine()
+    engine.schedule_at(10.0, lambda: engine.add_delay(100.0, "gantry stall"))
+    engine.schedule_at(12.0, lambda: engine.interrupt("KEY"))
+    engine.schedule_at(20.0, engine.resume)
+    result = engine.run()
+    assert result.completed
+    assert result.units[0].end_time_s == pytest.approx(45.0)  # 35 s + 10 s paused (not the 100 s delay)
+    states = [(e.time_s, e.new.value) for e in rec.of_type(ev.StateChanged)]
+    assert states[3:7] == [(10.0, "BEAM_HOLD"), (12.0, "INTERRUPTED"), (20.0, "READY"), (20.0, "BEAM_ON")]
