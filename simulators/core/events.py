@@ -95,7 +95,8 @@ class BeamOnRefused(Event):
 
 @dataclass(frozen=True)
 class MetersetProgress(Event):
-    """Cumulative beam meterset reached (same scale as the plan's cumulative meterset) of one unit.
+    """Meterset reached by one unit, on the scale of ``ProgramUnit.cp_meterset`` (linac: this session's
+    cumulative meterset from 0); ``specified`` is the unit's ``specified_meterset``.
 
     ``session_fraction`` is the share (0..1) of the whole session's beam quantity delivered so far.
     """
