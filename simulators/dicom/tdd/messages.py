@@ -1,0 +1,383 @@
+"""TDW-II message contents on the device side (RO-58..RO-65), as pydicom Datasets.
+
+Pure data in, Dataset out (and back): no networking here. Shapes follow
+``shared/reference/dicom-interface.md`` §1.5 and PS3.4 CC (final-state requirements, Table CC.2.5-3:
+a CANCELED UPS needs the Procedure Step Progress Information Sequence with the Cancellation DateTime
+and the Discontinuation Reason Code Sequence; a COMPLETED one needs the Performed Procedure Sequence).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from pydicom import Dataset
+from pydicom.sequence import Sequence
+
+from simulators.dicom import codes
+from simulators.dicom.codes import Code
+from simulators.errors import RtsimError
+
+DELIVERY_INSTRUCTION_CLASSES = (
+    codes.RT_BEAMS_DELIVERY_INSTRUCTION_STORAGE,
+    codes.RT_BRACHY_DELIVERY_INSTRUCTION_STORAGE,
+)
+PLAN_CLASSES = (codes.RT_PLAN_STORAGE, codes.RT_ION_PLAN_STORAGE)
+
+
+class WorkitemError(RtsimError):
+    """A worklist item from the TMS lacks something the device needs (names the UPS and attribute)."""
+
+
+def code_item(code: Code) -> Dataset:
+    """A code sequence item for ``code``."""
+    ds = Dataset()
+    ds.CodeValue = code.value
+    ds.CodingSchemeDesignator = code.scheme
+    ds.CodeMeaning = code.meaning
+    return ds
+
+
+def code_from_item(item: Dataset) -> Code:
+    return Code(
+        str(item.get("CodeValue", "") or ""),
+        str(item.get("CodingSchemeDesignator", "") or ""),
+        str(item.get("CodeMeaning", "") or ""),
+    )
+
+
+def code_to_dict(code: Code | None) -> dict[str, str]:
+    return {} if code is None else {"value": code.value, "scheme": code.scheme, "meaning": code.meaning}
+
+
+def code_from_dict(data: dict[str, str]) -> Code | None:
+    if not data:
+        return None
+    return Code(data.get("value", ""), data.get("scheme", ""), data.get("meaning", ""))
+
+
+# CID 9300 Procedure Discontinuation Reasons used by the device (meanings from pydicom's DCM concepts)
+REASON_EQUIPMENT_FAILURE = Code("110501", "DCM", "Equipment failure")
+REASON_UNSPECIFIED = codes.REASON_DISCONTINUED_UNSPECIFIED
+REASON_OBJECTS_INCORRECTLY_FORMATTED = Code("110521", "DCM", "Objects incorrectly formatted")
+REASON_OBJECT_SET_INCOMPLETE = Code("110523", "DCM", "Object Set incomplete")
+REASON_RESOURCE_INADEQUATE = Code("110527", "DCM", "Resource inadequate")
+
+_PRIORITY_RANK = {"HIGH": 0, "MEDIUM": 1, "LOW": 2}
+
+
+def dicom_dt(moment: datetime) -> str:
+    """DICOM DT with seconds (local wall clock, no offset)."""
+    return moment.strftime("%Y%m%d%H%M%S")
+
+
+@dataclass(frozen=True, slots=True)
+class InputReference:
+    """One item of the Input Information Sequence: which instance, and which AE to retrieve it from."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    retrieve_ae: str
+
+
+@dataclass(frozen=True, slots=True)
+class Workitem:
+    """A scheduled UPS as the device sees it in the RO-58 response."""
+
+    ups_uid: str
+    label: str
+    priority: str
+    start_datetime: str
+    input_readiness: str
+    station_code: Code | None
+    workitem_code: Code | None
+    delivery_type: str  # Scheduled Processing Parameter 121740, "" if absent
+    inputs: tuple[InputReference, ...]
+    patient_id: str
+    patient_name: str
+
+    def inputs_of(self, classes: Iterable[str]) -> list[InputReference]:
+        wanted = set(classes)
+        return [ref for ref in self.inputs if ref.sop_class_uid in wanted]
+
+    @property
+    def plan(self) -> InputReference:
+        """The RT Plan input (WorkitemError if there is none)."""
+        plans = self.inputs_of(PLAN_CLASSES)
+        if not plans:
+            raise WorkitemError(
+                f"UPS {self.ups_uid}: Input Information Sequence (0040,4021) references no RT Plan"
+            )
+        return plans[0]
+
+    @property
+    def delivery_instruction(self) -> InputReference | None:
+        found = self.inputs_of(DELIVERY_INSTRUCTION_CLASSES)
+        return found[0] if found else None
+
+    def sort_key(self) -> tuple[int, str, str]:
+        """Order of preference: priority (HIGH first), then scheduled start, then UID (deterministic)."""
+        return (_PRIORITY_RANK.get(self.priority, 3), self.start_datetime or "~", self.ups_uid)
+
+
+def worklist_query(station_code_value: str, workitem_code: Code, day: date) -> Dataset:
+    """RO-58 C-FIND identifier: matching keys (station, SCHEDULED, today, workitem) and return keys."""
+    ds = Dataset()
+    ds.SOPClassUID = ""
+    ds.SOPInstanceUID = ""
+    ds.PatientName = ""
+    ds.PatientID = ""
+    ds.StudyInstanceUID = ""
+    ds.ProcedureStepState = "SCHEDULED"
+    ds.ScheduledProcedureStepPriority = ""
+    ds.WorklistLabel = ""
+    ds.ProcedureStepLabel = ""
+    ds.InputReadinessState = ""
+    day_text = day.strftime("%Y%m%d")
+    ds.ScheduledProcedureStepStartDateTime = f"{day_text}000000-{day_text}235959"
+    station = Dataset()
+    station.CodeValue = station_code_value
+    station.CodingSchemeDesignator = ""
+    station.CodeMeaning = ""
+    ds.ScheduledStationNameCodeSequence = Sequence([station])
+    workitem = code_item(workitem_code)
+    workitem.CodeMeaning = ""  # match on value and scheme only, as the IHE-RO request sample does
+    ds.ScheduledWorkitemCodeSequence = Sequence([workitem])
+    ds.ScheduledProcessingParametersSequence = Sequence()
+    ds.InputInformationSequence = Sequence()
+    return ds
+
+
+def _first_code(ds: Dataset, keyword: str) -> Code | None:
+    seq = ds.get(keyword)
+    if not seq:
+        return None
+    return code_from_item(seq[0])
+
+
+def parse_workitem(ds: Dataset) -> Workitem:
+    """Read a C-FIND response identifier (WorkitemError names the UPS and the attribute if unusable)."""
+    ups_uid = str(ds.get("SOPInstanceUID", "") or "")
+    if not ups_uid:
+        raise WorkitemError("worklist item without SOP Instance UID (0008,0018): cannot address the UPS")
+    inputs = []
+    for index, item in enumerate(ds.get("InputInformationSequence") or []):
+        where = f"UPS {ups_uid}: Input Information Sequence (0040,4021) item {index + 1}"
+        refs = item.get("ReferencedSOPSequence") or []
+        if not refs:
+            raise WorkitemError(f"{where}: Referenced SOP Sequence (0008,1199) is missing or empty")
+        retrieval = item.get("DICOMRetrievalSequence") or []
+        retrieve_ae = str(retrieval[0].get("RetrieveAETitle", "") or "").strip() if retrieval else ""
+        for ref in refs:
+            inputs.append(
+                InputReference(
+                    sop_class_uid=str(ref.get("ReferencedSOPClassUID", "")),
+                    sop_instance_uid=str(ref.get("ReferencedSOPInstanceUID", "")),
+                    study_uid=str(item.get("StudyInstanceUID", "") or ""),
+                    series_uid=str(item.get("SeriesInstanceUID", "") or ""),
+                    retrieve_ae=retrieve_ae,
+                )
+            )
+    delivery_type = ""
+    for item in ds.get("ScheduledProcessingParametersSequence") or []:
+        concept = _first_code(item, "ConceptNameCodeSequence")
+        # the IHE-RO 2013 cached response uses the placeholder code "ccc001" with the right meaning
+        if (
+            concept is None
+            or concept.value == codes.CONCEPT_TREATMENT_DELIVERY_TYPE.value
+            or concept.meaning.strip().lower() == codes.CONCEPT_TREATMENT_DELIVERY_TYPE.meaning.lower()
+        ):
+            delivery_type = str(item.get("TextValue", "") or "")
+    return Workitem(
+        ups_uid=ups_uid,
+        label=str(ds.get("ProcedureStepLabel", "") or ""),
+        priority=str(ds.get("ScheduledProcedureStepPriority", "") or "").upper(),
+        start_datetime=str(ds.get("ScheduledProcedureStepStartDateTime", "") or ""),
+        input_readiness=str(ds.get("InputReadinessState", "") or ""),
+        station_code=_first_code(ds, "ScheduledStationNameCodeSequence"),
+        workitem_code=_first_code(ds, "ScheduledWorkitemCodeSequence"),
+        delivery_type=delivery_type,
+        inputs=tuple(inputs),
+        patient_id=str(ds.get("PatientID", "") or ""),
+        patient_name=str(ds.get("PatientName", "") or ""),
+    )
+
+
+def eligible(item: Workitem, station_code_value: str, workitem_code: Code) -> bool:
+    """Whether this device should take the item (the TMS may return more than was asked for)."""
+    if item.station_code is not None and item.station_code.value != station_code_value:
+        return False
+    if item.workitem_code is not None and item.workitem_code.value != workitem_code.value:
+        return False
+    return item.input_readiness in ("", "READY")
+
+
+def move_identifier(ref: InputReference) -> Dataset:
+    """RO-59/RO-61 C-MOVE identifier, IMAGE level (Study Root)."""
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "IMAGE"
+    ds.StudyInstanceUID = ref.study_uid
+    ds.SeriesInstanceUID = ref.series_uid
+    ds.SOPInstanceUID = ref.sop_instance_uid
+    return ds
+
+
+def state_change(state: str, transaction_uid: str) -> Dataset:
+    """Action Information of N-ACTION type 1 (RO-60 IN PROGRESS, RO-65 COMPLETED/CANCELED)."""
+    ds = Dataset()
+    ds.ProcedureStepState = state
+    ds.TransactionUID = transaction_uid
+    return ds
+
+
+def subscription(receiving_ae: str, deletion_lock: bool = False) -> Dataset:
+    """Action Information of N-ACTION type 3 (subscribe) on the Watch context."""
+    ds = Dataset()
+    ds.ReceivingAE = receiving_ae
+    ds.DeletionLock = "TRUE" if deletion_lock else "FALSE"
+    return ds
+
+
+def unsubscription(receiving_ae: str) -> Dataset:
+    """Action Information of N-ACTION type 4 (unsubscribe)."""
+    ds = Dataset()
+    ds.ReceivingAE = receiving_ae
+    return ds
+
+
+def _beam_parameter(beam_number: int) -> Dataset:
+    item = Dataset()
+    item.ValueType = "TEXT"
+    item.ConceptNameCodeSequence = Sequence([code_item(codes.CONCEPT_REFERENCED_BEAM_NUMBER_IN_PROGRESS)])
+    item.TextValue = str(beam_number)
+    return item
+
+
+def _percent(value: float) -> str:
+    clipped = min(max(float(value), 0.0), 100.0)
+    return f"{clipped:.1f}".rstrip("0").rstrip(".") or "0"
+
+
+def progress_update(
+    transaction_uid: str, percent: float, beam_number: int | None = None, description: str = ""
+) -> Dataset:
+    """RO-62 modification list: progress (0..100 %) and the beam in progress; Output Information empty."""
+    ds = Dataset()
+    ds.TransactionUID = transaction_uid
+    progress = Dataset()
+    progress.ProcedureStepProgress = _percent(percent)
+    if description:
+        progress.ProcedureStepProgressDescription = description[:1024]
+    ds.ProcedureStepProgressInformationSequence = Sequence([progress])
+    performed = Dataset()
+    performed.PerformedProcessingParametersSequence = Sequence(
+        [_beam_parameter(beam_number)] if beam_number is not None else []
+    )
+    performed.OutputInformationSequence = Sequence()
+    ds.UnifiedProcedureStepPerformedProcedureSequence = Sequence([performed])
+    return ds
+
+
+@dataclass(frozen=True, slots=True)
+class OutputReference:
+    """The record this session produced and where it is stored (RO-64 Output Information)."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    retrieve_ae: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    """Why a workitem ends CANCELED (PS3.4 final-state requirement X)."""
+
+    moment: datetime
+    reason_text: str
+    reason_code: Code
+
+
+def final_update(
+    transaction_uid: str,
+    *,
+    progress_percent: float,
+    station_code: Code | None,
+    workitem_code: Code | None,
+    performed_start: str,
+    performed_end: str,
+    output: OutputReference | None,
+    cancellation: Cancellation | None = None,
+    performer_name: str = "",
+    radiation_delivered: bool = True,
+) -> Dataset:
+    """RO-64 modification list. Never carries SOP Class/Instance UID or Procedure Step State.
+
+    ``radiation_delivered=False`` (a refusal, nothing delivered) leaves out the Performed Procedure
+    Sequence, as the IHE-RO test tool expects for a cancel without radiation.
+    """
+    ds = Dataset()
+    ds.TransactionUID = transaction_uid
+    progress = Dataset()
+    progress.ProcedureStepProgress = _percent(progress_percent)
+    if cancellation is not None:
+        progress.ProcedureStepCancellationDateTime = dicom_dt(cancellation.moment)
+        progress.ReasonForCancellation = cancellation.reason_text[:10240]
+        progress.ProcedureStepDiscontinuationReasonCodeSequence = Sequence(
+            [code_item(cancellation.reason_code)]
+        )
+    ds.ProcedureStepProgressInformationSequence = Sequence([progress])
+    if not radiation_delivered and output is None:
+        return ds
+    performed = Dataset()
+    if station_code is not None:
+        performed.PerformedStationNameCodeSequence = Sequence([code_item(station_code)])
+    performed.PerformedProcedureStepStartDateTime = performed_start
+    performed.PerformedProcedureStepEndDateTime = performed_end
+    if workitem_code is not None:
+        performed.PerformedWorkitemCodeSequence = Sequence([code_item(workitem_code)])
+    if performer_name:
+        human = Dataset()
+        human.HumanPerformerName = performer_name
+        performed.ActualHumanPerformersSequence = Sequence([human])
+    outputs = []
+    if output is not None:
+        item = Dataset()
+        item.TypeOfInstances = "DICOM"
+        item.StudyInstanceUID = output.study_uid
+        item.SeriesInstanceUID = output.series_uid
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = output.sop_class_uid
+        ref.ReferencedSOPInstanceUID = output.sop_instance_uid
+        item.ReferencedSOPSequence = Sequence([ref])
+        retrieval = Dataset()
+        retrieval.RetrieveAETitle = output.retrieve_ae
+        item.DICOMRetrievalSequence = Sequence([retrieval])
+        outputs.append(item)
+    performed.OutputInformationSequence = Sequence(outputs)
+    ds.UnifiedProcedureStepPerformedProcedureSequence = Sequence([performed])
+    return ds
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequest:
+    """A UPS Cancel Requested event (N-EVENT-REPORT type 2) received from the TMS."""
+
+    ups_uid: str
+    requesting_ae: str
+    reason_text: str
+    reason_code: Code | None
+
+
+def parse_cancel_request(ups_uid: str, info: Dataset | None) -> CancelRequest:
+    """Read the Event Information of a UPS Cancel Requested report (all fields optional)."""
+    info = info if info is not None else Dataset()
+    return CancelRequest(
+        ups_uid=ups_uid,
+        requesting_ae=str(info.get("RequestingAE", "") or "").strip(),
+        reason_text=str(info.get("ReasonForCancellation", "") or ""),
+        reason_code=_first_code(info, "ProcedureStepDiscontinuationReasonCodeSequence"),
+    )

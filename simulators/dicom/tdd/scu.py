@@ -1,0 +1,249 @@
+"""DIMSE operations the device sends to one peer (TMS, OST), one short association per operation.
+
+One association per operation keeps one DIMSE in flight per association (pynetdicom issues #596/#137),
+survives a TMS restart between steps, and gives every network failure one place to be retried and
+reported: an :class:`AssociationFailedError` or :class:`PeerCommunicationError` naming the AE, host,
+port and what was being done. UPS N-ACTION/N-SET carry the Push SOP Class UID on the Pull (or Watch)
+presentation context (``meta_uid``), as PS3.4 CC.3.1 requires.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydicom import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, evt
+from pynetdicom.association import Association
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelMove,
+    UnifiedProcedureStepPull,
+    UnifiedProcedureStepPush,
+    UnifiedProcedureStepWatch,
+)
+
+from simulators.dicom.peers import Peer
+from simulators.dicom.tdd.retry import (
+    AssociationFailedError,
+    PeerCommunicationError,
+    RetryPolicy,
+    call_with_retry,
+)
+
+LOG = logging.getLogger(__name__)
+
+PENDING_STATUSES = (0xFF00, 0xFF01)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Network timeouts in seconds (pynetdicom AE settings)."""
+
+    connection_s: float = 5.0
+    acse_s: float = 10.0
+    dimse_s: float = 30.0
+    network_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class MoveResult:
+    """Final C-MOVE status with its sub-operation counts."""
+
+    status: int
+    completed: int
+    failed: int
+    warning: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0x0000 and self.failed == 0
+
+
+def set_tcp_nodelay(event: evt.Event) -> None:
+    """``EVT_CONN_OPEN`` handler: disable Nagle's algorithm (as dcmtk does by default).
+
+    pynetdicom sends a DIMSE command and its dataset as separate writes; with Nagle on, the second waits
+    for the peer's delayed ACK (40 ms on Linux) on every message that carries a dataset.
+    """
+    try:
+        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError) as exc:
+        LOG.debug("TCP_NODELAY not set: %s", exc)
+
+
+def _status_of(status_ds: Dataset | None) -> int | None:
+    if status_ds is None or "Status" not in status_ds:
+        return None
+    return int(status_ds.Status)
+
+
+class PeerClient:
+    """Sends DIMSE requests from ``calling_ae`` to ``peer``, retrying association failures."""
+
+    def __init__(
+        self,
+        calling_ae: str,
+        peer: Peer,
+        *,
+        policy: RetryPolicy,
+        sleep: Callable[[float], object],
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        self.calling_ae = calling_ae
+        self.peer = peer
+        self.policy = policy
+        self.sleep = sleep
+        self.timeouts = timeouts or Timeouts()
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _ae(self, contexts: list[tuple[str, list[str] | None]]) -> AE:
+        ae = AE(ae_title=self.calling_ae)
+        ae.connection_timeout = self.timeouts.connection_s
+        ae.acse_timeout = self.timeouts.acse_s
+        ae.dimse_timeout = self.timeouts.dimse_s
+        ae.network_timeout = self.timeouts.network_s
+        for abstract, syntaxes in contexts:
+            if syntaxes:
+                ae.add_requested_context(abstract, syntaxes)
+            else:
+                ae.add_requested_context(abstract)
+        return ae
+
+    def _associate(self, contexts: list[tuple[str, list[str] | None]], what: str) -> Association:
+        assoc = self._ae(contexts).associate(
+            self.peer.host,
+            self.peer.port,
+            ae_title=self.peer.ae_title,
+            evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)],
+        )
+        if assoc.is_established:
+            return assoc
+        if assoc.is_rejected and assoc.acceptor.primitive is not None:
+            prim = assoc.acceptor.primitive
+            detail = f"association rejected ({prim.result_str}, {prim.source_str}: {prim.reason_str})"
+        else:
+            detail = "no association (connection refused, unreachable or aborted)"
+        raise AssociationFailedError(f"{what}: {self.peer}: {detail}")
+
+    def _run(
+        self, contexts: list[tuple[str, list[str] | None]], what: str, body: Callable[[Association], object]
+    ):
+        def once():
+            assoc = self._associate(contexts, what)
+            try:
+                return body(assoc)
+            finally:
+                if assoc.is_established:
+                    assoc.release()
+
+        return call_with_retry(once, self.policy, self.sleep, what)
+
+    def _lost(self, what: str) -> PeerCommunicationError:
+        return PeerCommunicationError(f"{what}: {self.peer}: no response (association aborted or timed out)")
+
+    # -- operations ------------------------------------------------------------------------------
+    def echo(self, what: str = "C-ECHO") -> int:
+        from pynetdicom.sop_class import Verification
+
+        def body(assoc: Association) -> int:
+            status = _status_of(assoc.send_c_echo())
+            if status is None:
+                raise self._lost(what)
+            return status
+
+        return self._run([(Verification, None)], what, body)
+
+    def find_workitems(self, identifier: Dataset, what: str) -> list[Dataset]:
+        """UPS Pull C-FIND; the pending identifiers, or PeerCommunicationError if it did not finish."""
+
+        def body(assoc: Association) -> list[Dataset]:
+            found = []
+            final = None
+            for status_ds, ds in assoc.send_c_find(identifier, UnifiedProcedureStepPull):
+                status = _status_of(status_ds)
+                if status is None:
+                    raise self._lost(what)
+                if status in PENDING_STATUSES and ds is not None:
+                    found.append(ds)
+                else:
+                    final = status
+            if final not in (0x0000, None):
+                raise PeerCommunicationError(f"{what}: {self.peer}: C-FIND failed with status 0x{final:04X}")
+            return found
+
+        return self._run([(UnifiedProcedureStepPull, None)], what, body)
+
+    def move(self, identifier: Dataset, destination_ae: str, what: str) -> MoveResult:
+        """Study Root C-MOVE to ``destination_ae``; the final status and counts."""
+
+        def body(assoc: Association) -> MoveResult:
+            last: Dataset | None = None
+            for status_ds, _ in assoc.send_c_move(
+                identifier, destination_ae, StudyRootQueryRetrieveInformationModelMove
+            ):
+                if _status_of(status_ds) is None:
+                    raise self._lost(what)
+                last = status_ds
+            if last is None:
+                raise self._lost(what)
+
+            def count(keyword: str) -> int:
+                return int(last.get(keyword, 0) or 0)
+
+            return MoveResult(
+                int(last.Status),
+                count("NumberOfCompletedSuboperations"),
+                count("NumberOfFailedSuboperations"),
+                count("NumberOfWarningSuboperations"),
+            )
+
+        return self._run([(StudyRootQueryRetrieveInformationModelMove, None)], what, body)
+
+    def n_action(
+        self, info: Dataset, action_type: int, ups_uid: str, what: str, watch: bool = False
+    ) -> tuple[int, Dataset | None]:
+        """UPS N-ACTION (Push class UID on the Pull, or Watch, context); status and reply."""
+        context = UnifiedProcedureStepWatch if watch else UnifiedProcedureStepPull
+
+        def body(assoc: Association) -> tuple[int, Dataset | None]:
+            status_ds, reply = assoc.send_n_action(
+                info, action_type, UnifiedProcedureStepPush, ups_uid, meta_uid=context
+            )
+            status = _status_of(status_ds)
+            if status is None:
+                raise self._lost(what)
+            return status, reply
+
+        return self._run([(context, None)], what, body)
+
+    def n_set(self, modification: Dataset, ups_uid: str, what: str) -> int:
+        """UPS N-SET (Push class UID on the Pull context); the status."""
+
+        def body(assoc: Association) -> int:
+            status_ds, _ = assoc.send_n_set(
+                modification, UnifiedProcedureStepPush, ups_uid, meta_uid=UnifiedProcedureStepPull
+            )
+            status = _status_of(status_ds)
+            if status is None:
+                raise self._lost(what)
+            return status
+
+        return self._run([(UnifiedProcedureStepPull, None)], what, body)
+
+    def store(self, ds: Dataset, what: str) -> int:
+        """C-STORE ``ds`` (its file meta must give the transfer syntax); the status."""
+        syntax = ds.file_meta.TransferSyntaxUID
+        syntaxes = [str(syntax)] + [
+            s for s in (ExplicitVRLittleEndian, ImplicitVRLittleEndian) if s != syntax
+        ]
+
+        def body(assoc: Association) -> int:
+            status = _status_of(assoc.send_c_store(ds))
+            if status is None:
+                raise self._lost(what)
+            return status
+
+        return self._run([(str(ds.SOPClassUID), syntaxes)], what, body)
