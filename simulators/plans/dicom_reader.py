@@ -89,6 +89,15 @@ def read_plan_file(path: str | Path) -> LinacPlan:
     Raises :class:`PlanReadError` for a missing, empty, truncated, corrupt or non-RT-Plan file, and
     :class:`PlanRefusedError` for an RT Ion Plan or a brachy plan.
     """
+    return read_plan_dataset(read_dataset_file(path), str(path))
+
+
+def read_dataset_file(path: str | Path) -> Dataset:
+    """Read any DICOM file leniently (no file meta, sloppy values); :class:`PlanReadError` if unreadable.
+
+    For callers that need the Dataset itself (to send it on, or to copy attributes into a record)
+    before :func:`read_plan_dataset` turns it into a plan.
+    """
     path = Path(path)
     source = str(path)
     if not path.is_file():
@@ -104,7 +113,7 @@ def read_plan_file(path: str | Path) -> LinacPlan:
                 pass
         except Exception as exc:  # pydicom raises many kinds (struct.error, EOFError, ValueError...)
             raise PlanReadError(f"{source}: cannot be read as DICOM ({type(exc).__name__}: {exc})") from exc
-    return read_plan_dataset(ds, source)
+    return ds
 
 
 def read_plan_dataset(ds: Dataset, source: str) -> LinacPlan:

@@ -23,6 +23,7 @@ from simulators.plans.dicom_reader import (
     ION_PLAN_REFUSAL,
     attribute_name,
     plan_kind,
+    read_dataset_file,
     read_plan_dataset,
     read_plan_file,
     segment_rotation_deg,
@@ -463,3 +464,13 @@ def test_garbage_numbers_name_their_attribute_or_are_ignored(rtplan_ds: Dataset)
 def test_attribute_name() -> None:
     assert attribute_name("GantryAngle") == "Gantry Angle (300A,011E)"
     assert attribute_name("NotAKeyword") == "NotAKeyword"
+
+
+def test_read_dataset_file_for_callers_that_send_it_on(tmp_path: Path, rtplan_path: Path) -> None:
+    ds = read_dataset_file(rtplan_path)
+    assert ds.RTPlanLabel == "Plan1"
+    assert read_plan_dataset(ds, str(rtplan_path)).beam(1).name == "Field 1"
+    empty = tmp_path / "empty.dcm"
+    empty.write_bytes(b"")
+    with pytest.raises(PlanReadError, match="empty"):
+        read_dataset_file(empty)
