@@ -732,7 +732,8 @@ def _read_control_points(
     for keyword, angle_keyword in _DIRECTIONS:
         angles = scalars[angle_keyword]
         for i in range(n - 1):
-            if directions[keyword][i] == "NONE" and abs(angles[i + 1] - angles[i]) > ANGLE_TOLERANCE_DEG:
+            turn_deg = (angles[i + 1] - angles[i] + 180.0) % 360.0 - 180.0  # 0 -> 360 is no turn
+            if directions[keyword][i] == "NONE" and abs(turn_deg) > ANGLE_TOLERANCE_DEG:
                 raise where.at_cp(i).error(
                     keyword,
                     f"NONE, but {attribute_name(angle_keyword)} changes from {angles[i]:g}"

@@ -396,6 +396,14 @@ def test_gantry_moving_without_direction(rtplan_ds: Dataset) -> None:
     _assert_read_error(ds, "control point 0", "Gantry Rotation Direction (300A,011F)", "NONE")
 
 
+def test_same_angle_written_as_360_is_no_rotation(rtplan_ds: Dataset) -> None:
+    ds = copy.deepcopy(rtplan_ds)
+    ds.BeamSequence[0].ControlPointSequence[1].GantryAngle = "360"
+    beam = read_plan_dataset(ds, "360.dcm").beam(1)
+    assert beam.gantry_deg.tolist() == [0.0, 360.0]
+    assert beam.technique is BeamTechnique.STATIC
+
+
 def test_energy_change_within_a_beam(rtplan_ds: Dataset) -> None:
     ds = copy.deepcopy(rtplan_ds)
     ds.BeamSequence[0].ControlPointSequence[1].NominalBeamEnergy = "10"
