@@ -90,59 +90,52 @@ class Deliver(Protocol):
 
 
 def session_deliver(request: SessionRequest, stop: StopToken, progress: ProgressCallback) -> SessionOutcome:
-    """Run a real :class:`DeliverySession` (imported lazily: it is being written in parallel).
+    """Run a real :class:`simulators.devices.session.DeliverySession` (fast clock, blocking).
 
-    Uses ``DeliverySession(request).run()``, ``.request_stop(status, code)`` and ``.bus`` (subscribe to
-    UnitStarted / MetersetProgress to report progress). Event field names are read defensively.
+    Needs from it: ``DeliverySession(request)``, ``.run() -> SessionOutcome``, ``.request_stop(status,
+    code)`` (thread-safe, also before the run starts) and ``.bus`` publishing ``UnitStarted`` and
+    ``MetersetProgress`` (``unit_number``, ``session_fraction``).
     """
-    from simulators.devices.session import DeliverySession  # lazy: written in parallel
+    from simulators.core.events import MetersetProgress, UnitStarted
+    from simulators.devices.session import DeliverySession  # lazy: keeps this module light to import
 
     session = DeliverySession(request)
+    tracker = _ProgressTracker(progress, _beam_count(request))
+    session.bus.subscribe(tracker.on_event, (UnitStarted, MetersetProgress))
     stop.bind(lambda status, code: session.request_stop(status=status, code=code))
-    tracker = _ProgressTracker(progress)
-    bus = getattr(session, "bus", None)
-    if bus is not None:
-        try:
-            bus.subscribe(tracker.on_event)
-        except Exception as exc:  # progress is informative; delivery goes on without it
-            LOG.warning("cannot subscribe to the session bus, no progress updates: %s", exc)
     return session.run()
 
 
-class _ProgressTracker:
-    """Turns session bus events into :class:`DeliveryProgress` calls (beam starts, meterset steps)."""
+def _beam_count(request: SessionRequest) -> int:
+    if request.beam_tasks:
+        return len(request.beam_tasks)
+    try:
+        return len(request.plan_dataset.FractionGroupSequence[0].ReferencedBeamSequence)
+    except (AttributeError, IndexError, KeyError):
+        return 0
 
-    def __init__(self, progress: ProgressCallback) -> None:
+
+class _ProgressTracker:
+    """Turns session bus events into :class:`DeliveryProgress` calls (on the simulation thread)."""
+
+    def __init__(self, progress: ProgressCallback, beam_count: int) -> None:
         self.progress = progress
+        self.beam_count = beam_count
         self.beams: list[int] = []
-        self.total = 0.0
-        self.done_before: dict[int, float] = {}
-        self.current: int | None = None
+        self.fraction = 0.0
 
     def on_event(self, event: object) -> None:
-        name = type(event).__name__
-        number = getattr(event, "unit_number", getattr(event, "number", None))
-        if number is None:
-            return
-        if name == "UnitStarted":
-            self.current = int(number)
-            if self.current not in self.beams:
-                self.beams.append(self.current)
-            self._emit(float(getattr(event, "delivered_meterset", 0.0) or 0.0), event)
-        elif name in ("MetersetProgress", "UnitFinished"):
-            self.current = int(number)
-            self._emit(float(getattr(event, "delivered_meterset", 0.0) or 0.0), event)
-
-    def _emit(self, delivered: float, event: object) -> None:
-        total = float(getattr(event, "session_total_meterset", 0.0) or 0.0)
-        before = float(getattr(event, "session_delivered_before", 0.0) or 0.0)
-        fraction = (before + delivered) / total if total > 0 else 0.0
-        count = int(getattr(event, "unit_count", len(self.beams)) or len(self.beams))
+        number = int(getattr(event, "unit_number", 0))
+        if number not in self.beams:
+            self.beams.append(number)
+        fraction = getattr(event, "session_fraction", None)
+        if fraction is not None:
+            self.fraction = min(max(float(fraction), 0.0), 1.0)
         self.progress(
             DeliveryProgress(
-                beam_number=int(self.current or 0),
-                beam_index=self.beams.index(self.current) if self.current in self.beams else 0,
-                beam_count=max(count, 1),
-                fraction_done=min(max(fraction, 0.0), 1.0),
+                beam_number=number,
+                beam_index=self.beams.index(number),
+                beam_count=max(self.beam_count, len(self.beams)),
+                fraction_done=self.fraction,
             )
         )

@@ -90,18 +90,27 @@ BeamTaskParser = Callable[[Dataset], object]
 
 
 def _default_beam_task_parser(bdi: Dataset) -> object:
-    from simulators.dicom.bdi import parse_beam_tasks  # lazy: the TMS side owns the BDI parser
+    from simulators.dicom.bdi import read_bdi  # the TMS side owns the BDI reader
 
-    return parse_beam_tasks(bdi)
+    return read_bdi(bdi, source=f"RT Beams Delivery Instruction {bdi.get('SOPInstanceUID', '')}".strip())
 
 
 def _as_beam_tasks(parsed: object) -> tuple[BeamTask, ...]:
-    tasks = getattr(parsed, "beam_tasks", parsed)
-    result = tuple(tasks)  # type: ignore[arg-type]
-    for task in result:
+    """Beam tasks from a parser result (a sequence of BeamTask, or an object with ``beam_tasks``).
+
+    A beam listed in the Omitted Beam Task Sequence (``omitted_beams``) is never delivered.
+    """
+    tasks = tuple(getattr(parsed, "beam_tasks", parsed))  # type: ignore[arg-type]
+    for task in tasks:
         if not isinstance(task, BeamTask):
             raise RtsimError(f"BDI parser returned {type(task).__name__}, expected BeamTask")
-    return result
+    omitted = {int(number) for number, *_ in getattr(parsed, "omitted_beams", ())}
+    kept = tuple(t for t in tasks if t.beam_number not in omitted)
+    if len(kept) != len(tasks):
+        LOG.warning("beam(s) %s are both instructed and omitted: omitted", sorted(omitted))
+    if not kept:
+        raise RtsimError("no beam left to deliver (every beam task is omitted)")
+    return kept
 
 
 def _ensure_file_meta(ds: Dataset) -> Dataset:

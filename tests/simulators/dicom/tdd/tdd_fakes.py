@@ -34,8 +34,6 @@ from simulators.core.results import DeliveredControlPoint, DeliveryResult, Termi
 from simulators.devices.session import SessionOutcome, SessionRequest
 from simulators.dicom.tdd.delivery import DeliveryProgress, StopToken
 from simulators.dicom.tdd.listener import serve_in_background
-from simulators.errors import RtsimError
-from simulators.plans.model import BeamTask
 
 RT_BEAMS_RECORD = "1.2.840.10008.5.1.4.1.1.481.4"
 
@@ -62,41 +60,7 @@ def machine(name: str = "CDMS-LAB-CK") -> MachineModel:
 
 
 # --------------------------------------------------------------------------------------------------
-# local minimal BDI parser (until simulators/dicom/bdi.py exists)
-def parse_beam_tasks_local(bdi: Dataset) -> tuple[BeamTask, ...]:
-    omitted = {int(i.ReferencedBeamNumber) for i in bdi.get("OmittedBeamTaskSequence") or []}
-    items = list(bdi.get("BeamTaskSequence") or [])
-    if not items:
-        raise RtsimError("Beam Task Sequence (0074,1020) is empty")
-
-    def order(pair):
-        index, item = pair
-        for tag in (0x00741324, 0x00741024):
-            if tag in item and item[tag].value not in (None, ""):
-                return (0, int(item[tag].value), index)
-        return (1, 0, index)
-
-    tasks = []
-    for _, item in sorted(enumerate(items), key=order):
-        number = int(item.ReferencedBeamNumber)
-        if number in omitted:
-            continue
-        kind = str(item.get("TreatmentDeliveryType", "TREATMENT"))
-        start = item.get("ContinuationStartMeterset")
-        end = item.get("ContinuationEndMeterset")
-        tasks.append(
-            BeamTask(
-                beam_number=number,
-                delivery_type=kind,
-                start_meterset_mu=float(start) if start is not None else None,
-                end_meterset_mu=float(end) if end is not None else None,
-                fraction_number=int(item.get("CurrentFractionNumber", 1) or 1),
-                fraction_group_number=int(item.get("ReferencedFractionGroupNumber", 1) or 1),
-            )
-        )
-    return tuple(tasks)
-
-
+# a hand-made BDI (the TMS side builds real ones with simulators.dicom.bdi.build_bdi)
 def make_bdi(plan: Dataset, beams: list[int], fraction: int = 1, omitted: tuple[int, ...] = ()) -> Dataset:
     ds = Dataset()
     ds.SOPClassUID = RTBeamsDeliveryInstructionStorage

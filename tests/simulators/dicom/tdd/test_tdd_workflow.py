@@ -13,8 +13,9 @@ from pydicom import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import UnifiedProcedureStepPull, UnifiedProcedureStepPush, UnifiedProcedureStepWatch
 from rtsim_testdata import IHE_RO_DIR
-from tdd_fakes import FakeDeliver, FakePeer, machine, make_bdi, make_workitem, parse_beam_tasks_local
+from tdd_fakes import FakeDeliver, FakePeer, machine, make_bdi, make_workitem
 
+from simulators.dicom.bdi import build_bdi
 from simulators.dicom.peers import Peer
 from simulators.dicom.tdd import (
     Device,
@@ -96,7 +97,6 @@ def make_device(
     device = Device(
         config,
         deliver=deliver if deliver is not None else FakeDeliver(),
-        parse_beam_tasks=parse_beam_tasks_local,
         sleep=(sleeps.append if sleeps is not None else lambda s: None),
         now=lambda: NOW,
         checkpoint=checkpoint,
@@ -210,36 +210,69 @@ def test_treatment_with_the_ihe_ro_tdw_ii_objects_completes(peers, tmp_path):
     assert len(tms.of_kind("N-ACTION", 4)) == 1
 
 
-def test_beam_task_order_and_omitted_beams_are_obeyed(peers, tmp_path):
+@pytest.mark.parametrize(
+    ("tasks", "omitted", "expected"),
+    [
+        ([BeamTask(2, fraction_number=3), BeamTask(1, fraction_number=3)], (), [2, 1]),
+        ([BeamTask(2, fraction_number=3)], ((1, "ALREADY_TREATED"),), [2]),
+    ],
+    ids=["order-2-then-1", "beam-1-omitted"],
+)
+def test_beam_task_order_and_omitted_beams_are_obeyed(peers, tmp_path, tasks, omitted, expected):
     tms, ost = peers
     plan = arti_plan(approved=True)
-    bdi = make_bdi(plan, beams=[2, 1], fraction=3)
-    ups = schedule(tms, ost, plan, bdi)
+    ups = schedule(tms, ost, plan, build_bdi(plan, fraction_number=3, beam_tasks=tasks, omitted=omitted))
     deliver = FakeDeliver()
     with make_device(tmp_path, tms, ost, deliver=deliver) as device:
         assert device.run_once()[0].state == OutcomeState.COMPLETED
-    assert [t.beam_number for t in deliver.requests[0].beam_tasks] == [2, 1]
+    assert [t.beam_number for t in deliver.requests[0].beam_tasks] == expected
     assert {t.fraction_number for t in deliver.requests[0].beam_tasks} == {3}
-    assert list(dict.fromkeys(beams_in_progress(tms, ups))) == [2, 1]
+    assert list(dict.fromkeys(beams_in_progress(tms, ups))) == expected
 
-    tms2, ost2 = FakePeer("TMS"), FakePeer("OST")
-    try:
-        plan2 = arti_plan(approved=True)
-        ups2 = schedule(tms2, ost2, plan2, make_bdi(plan2, beams=[1, 2], omitted=(1,)))
-        deliver2 = FakeDeliver()
-        with make_device(tmp_path / "b", tms2, ost2, deliver=deliver2) as device:
-            assert device.run_once()[0].state == OutcomeState.COMPLETED
-        assert [t.beam_number for t in deliver2.requests[0].beam_tasks] == [2]
-        assert set(beams_in_progress(tms2, ups2)) == {2}
-    finally:
-        tms2.close()
-        ost2.close()
+
+def test_a_beam_both_instructed_and_omitted_is_not_delivered(peers, tmp_path):
+    tms, ost = peers
+    plan = arti_plan(approved=True)
+    schedule(tms, ost, plan, make_bdi(plan, beams=[1, 2], omitted=(1,)))
+    deliver = FakeDeliver()
+    with make_device(tmp_path, tms, ost, deliver=deliver) as device:
+        assert device.run_once()[0].state == OutcomeState.COMPLETED
+    assert [t.beam_number for t in deliver.requests[0].beam_tasks] == [2]
+
+
+def test_continuation_bounds_and_previous_record_reach_the_session(peers, tmp_path):
+    tms, ost = peers
+    plan, _ = tdw_plan_and_bdi()
+    task = BeamTask(
+        1, "CONTINUATION", start_meterset_mu=46.27914, end_meterset_mu=509.07073, fraction_number=3
+    )
+    bdi = build_bdi(plan, fraction_number=3, beam_tasks=[task])
+    ups_ds = make_workitem(station=STATION, start=NOW, plan=plan, plan_ae="OST", bdi=bdi, bdi_ae="TMS")
+    previous = pydicom.dcmread(TDW / "Interupted" / "RTRecord1.dcm", force=True)
+    extra = Dataset()
+    extra.TypeOfInstances = "DICOM"
+    extra.StudyInstanceUID = previous.StudyInstanceUID
+    extra.SeriesInstanceUID = previous.SeriesInstanceUID
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = previous.SOPClassUID
+    ref.ReferencedSOPInstanceUID = previous.SOPInstanceUID
+    extra.ReferencedSOPSequence = [ref]
+    ups_ds.InputInformationSequence.append(extra)
+    ost.objects[str(plan.SOPInstanceUID)] = plan
+    tms.objects[str(bdi.SOPInstanceUID)] = bdi
+    tms.add_workitem(ups_ds)
+    deliver = FakeDeliver()
+    with make_device(tmp_path, tms, ost, deliver=deliver) as device:
+        assert device.run_once()[0].state == OutcomeState.COMPLETED
+    request = deliver.requests[0]
+    assert request.beam_tasks == (task,)
+    assert request.referenced_record_uids == (str(previous.SOPInstanceUID),)
 
 
 def test_refused_plan_is_canceled_with_the_reason_and_no_record(peers, tmp_path):
     tms, ost = peers
     plan = arti_plan(approved=False)  # every ARTI plan is UNAPPROVED
-    ups = schedule(tms, ost, plan, make_bdi(plan, beams=[1, 2]))
+    ups = schedule(tms, ost, plan, build_bdi(plan, fraction_number=1))
     with make_device(tmp_path, tms, ost) as device:
         outcome = device.run_once()[0]
     assert outcome.state == OutcomeState.CANCELED
@@ -262,7 +295,7 @@ def test_bdi_for_another_plan_is_refused(peers, tmp_path):
     plan = arti_plan(approved=True)
     other = arti_plan(approved=True)
     other.SOPInstanceUID = "1.2.3.4.5.6.7"
-    ups = schedule(tms, ost, plan, make_bdi(other, beams=[1]))
+    ups = schedule(tms, ost, plan, build_bdi(other, fraction_number=1))
     deliver = FakeDeliver()
     with make_device(tmp_path, tms, ost, deliver=deliver) as device:
         outcome = device.run_once()[0]
@@ -276,7 +309,7 @@ def test_bdi_for_another_plan_is_refused(peers, tmp_path):
 def test_cancel_request_mid_delivery_stops_the_beam_and_cancels_with_the_partial_record(peers, tmp_path):
     tms, ost = peers
     plan = arti_plan(approved=True)
-    ups = schedule(tms, ost, plan, make_bdi(plan, beams=[1, 2]))
+    ups = schedule(tms, ost, plan, build_bdi(plan, fraction_number=1))
     deliver = FakeDeliver(block_beam=1)
     with make_device(tmp_path, tms, ost, deliver=deliver) as device:
         outcomes: list = []
@@ -316,7 +349,7 @@ def test_cancel_request_mid_delivery_stops_the_beam_and_cancels_with_the_partial
 def test_machine_interlock_cancels_with_equipment_failure(peers, tmp_path):
     tms, ost = peers
     plan = arti_plan(approved=True)
-    ups = schedule(tms, ost, plan, make_bdi(plan, beams=[1, 2]))
+    ups = schedule(tms, ost, plan, build_bdi(plan, fraction_number=1))
     with make_device(tmp_path, tms, ost, deliver=FakeDeliver(interrupt_beam=2)) as device:
         outcome = device.run_once()[0]
     assert outcome.state == OutcomeState.CANCELED
@@ -360,7 +393,7 @@ def crash_at(point: str):
 def test_crash_after_beam_off_restart_cancels_with_the_journaled_partial_record(peers, tmp_path):
     tms, ost = peers
     plan = arti_plan(approved=True)
-    ups = schedule(tms, ost, plan, make_bdi(plan, beams=[1, 2]))
+    ups = schedule(tms, ost, plan, build_bdi(plan, fraction_number=1))
     journal = tmp_path / "journal"
     crashed = make_device(
         tmp_path,
