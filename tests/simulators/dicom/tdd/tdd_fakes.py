@@ -483,7 +483,9 @@ class FakePeer:
 
 
 # --------------------------------------------------------------------------------------------------
-def make_record(plan: Dataset, units: list[UnitResult], status: TerminationStatus) -> Dataset:
+def make_record(
+    plan: Dataset, units: list[UnitResult], status: TerminationStatus, fraction: int = 1
+) -> Dataset:
     """A small RT Beams Treatment Record (stand-in for the record writer)."""
     ds = Dataset()
     ds.SOPClassUID = RT_BEAMS_RECORD
@@ -501,6 +503,7 @@ def make_record(plan: Dataset, units: list[UnitResult], status: TerminationStatu
     for unit in units:
         item = Dataset()
         item.ReferencedBeamNumber = unit.number
+        item.CurrentFractionNumber = fraction
         item.TreatmentTerminationStatus = str(unit.termination_status)
         item.SpecifiedPrimaryMeterset = f"{unit.specified_meterset:.2f}"
         item.DeliveredPrimaryMeterset = f"{unit.delivered_meterset:.2f}"
@@ -548,8 +551,16 @@ class FakeDeliver:
 
         stop.bind(on_stop)
         metersets = plan_beams(plan)
-        numbers = [t.beam_number for t in request.beam_tasks] if request.beam_tasks else list(metersets)
-        total = sum(metersets[n] for n in numbers)
+        tasks = {t.beam_number: t for t in request.beam_tasks} if request.beam_tasks else {}
+        numbers = list(tasks) if tasks else list(metersets)
+
+        def session_mu(number: int) -> float:  # a CONTINUATION delivers only from start to end
+            task = tasks.get(number)
+            if task is None or task.start_meterset_mu is None:
+                return metersets[number]
+            return (task.end_meterset_mu or metersets[number]) - task.start_meterset_mu
+
+        total = sum(session_mu(n) for n in numbers)
         done = 0.0
         units = []
         status = TerminationStatus.NORMAL
@@ -559,16 +570,16 @@ class FakeDeliver:
                 units.append(self._unit(number, spec, 0.0, status, started=False))
                 continue
             progress(DeliveryProgress(number, index, len(numbers), done / total))
-            delivered = spec
+            delivered = session_mu(number)
             unit_status = TerminationStatus.NORMAL
             if number == self.block_beam:
-                progress(DeliveryProgress(number, index, len(numbers), (done + spec / 2) / total))
+                progress(DeliveryProgress(number, index, len(numbers), (done + delivered / 2) / total))
                 self.beam_started.set()
                 assert stopped.wait(20), "test double: no stop request arrived"
-                delivered = spec / 2
+                delivered /= 2
                 unit_status = TerminationStatus(stop_status[0])
             elif number == self.interrupt_beam:
-                delivered = spec / 2
+                delivered /= 2
                 unit_status = TerminationStatus.MACHINE
             done += delivered
             progress(DeliveryProgress(number, index, len(numbers), done / total))
@@ -584,7 +595,9 @@ class FakeDeliver:
             termination_code="INTLK-1" if status is TerminationStatus.MACHINE else "",
             end_time_s=60.0,
         )
-        return SessionOutcome(result=result, record=make_record(plan, units, status), summary={"ok": True})
+        fraction = request.beam_tasks[0].fraction_number if request.beam_tasks else 1
+        record = make_record(plan, [u for u in units if u.delivered], status, fraction)
+        return SessionOutcome(result=result, record=record, summary={"ok": True})
 
     @staticmethod
     def _unit(
