@@ -67,6 +67,11 @@ REASON_RESOURCE_INADEQUATE = Code("110527", "DCM", "Resource inadequate")
 _PRIORITY_RANK = {"HIGH": 0, "MEDIUM": 1, "LOW": 2}
 
 
+def latin1(text: str) -> str:
+    """``text`` encodable as ISO_IR 100 (the only character set the IHE-RO test tool accepts in N-SET)."""
+    return text.encode("latin-1", errors="replace").decode("latin-1")
+
+
 def dicom_dt(moment: datetime) -> str:
     """DICOM DT with seconds (local wall clock, no offset)."""
     return moment.strftime("%Y%m%d%H%M%S")
@@ -266,11 +271,12 @@ def progress_update(
 ) -> Dataset:
     """RO-62 modification list: progress (0..100 %) and the beam in progress; Output Information empty."""
     ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
     ds.TransactionUID = transaction_uid
     progress = Dataset()
     progress.ProcedureStepProgress = _percent(percent)
     if description:
-        progress.ProcedureStepProgressDescription = description[:1024]
+        progress.ProcedureStepProgressDescription = latin1(description)[:1024]
     ds.ProcedureStepProgressInformationSequence = Sequence([progress])
     performed = Dataset()
     performed.PerformedProcessingParametersSequence = Sequence(
@@ -320,12 +326,13 @@ def final_update(
     Sequence, as the IHE-RO test tool expects for a cancel without radiation.
     """
     ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
     ds.TransactionUID = transaction_uid
     progress = Dataset()
     progress.ProcedureStepProgress = _percent(progress_percent)
     if cancellation is not None:
         progress.ProcedureStepCancellationDateTime = dicom_dt(cancellation.moment)
-        progress.ReasonForCancellation = cancellation.reason_text[:10240]
+        progress.ReasonForCancellation = latin1(cancellation.reason_text)[:10240]
         progress.ProcedureStepDiscontinuationReasonCodeSequence = Sequence(
             [code_item(cancellation.reason_code)]
         )

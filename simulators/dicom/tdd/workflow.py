@@ -39,7 +39,7 @@ from simulators.dicom.peers import Peer
 from simulators.dicom.tdd import messages as msg
 from simulators.dicom.tdd.config import DeviceConfig, DeviceConfigError
 from simulators.dicom.tdd.delivery import Deliver, DeliveryProgress, StopToken, session_deliver
-from simulators.dicom.tdd.journal import ClaimEntry, Journal, PendingRecord, Phase
+from simulators.dicom.tdd.journal import ClaimEntry, Journal, JournalError, PendingRecord, Phase
 from simulators.dicom.tdd.listener import DeviceListener
 from simulators.dicom.tdd.retry import (
     NO_RETRY,
@@ -214,11 +214,22 @@ class Device:
         self._stop_event = stop_event
         while not stop_event.is_set():
             try:
-                outcomes.extend(self.run_once())
+                found = self.run_once()
             except TmsUnavailableError as exc:
                 if once:
                     raise
                 LOG.error("%s", exc)
+                found = []
+            except JournalError:
+                raise  # nothing can be kept safely: stop the device
+            except Exception as exc:
+                if once:
+                    raise
+                LOG.error("device loop: unexpected %s: %s; polling again", type(exc).__name__, exc)
+                LOG.debug("device loop failure", exc_info=True)
+                found = []
+            # a workitem still waiting for the network is reported once it ends, not on every poll
+            outcomes.extend(o for o in found if not (o.recovered and o.state == OutcomeState.PENDING))
             if once:
                 break
             stop_event.wait(self.config.poll_interval_s)
@@ -783,7 +794,13 @@ class Device:
     def _recover_claim(self, entry: ClaimEntry) -> WorkitemOutcome:
         ups = entry.ups_uid
         if entry.phase == Phase.CLAIMING:
-            settled = self._settle_uncertain_claim(entry)
+            try:
+                settled = self._settle_uncertain_claim(entry)
+            except NetworkError as exc:
+                LOG.error("%s", exc)
+                return WorkitemOutcome(
+                    ups, OutcomeState.PENDING, entry.transaction_uid, reason=str(exc), recovered=True
+                )
             if settled is not None:
                 return settled
         if not entry.final_state:

@@ -165,7 +165,9 @@ def test_final_update_completed_has_the_ro64_shape_and_no_state():
 
 def test_final_update_canceled_without_radiation_carries_only_the_cancellation():
     cancel = msg.Cancellation(
-        datetime(2026, 3, 2, 9, 5), "plan refused: energy 18 MV not installed", msg.REASON_RESOURCE_INADEQUATE
+        datetime(2026, 3, 2, 9, 5),
+        "plan refused: gantry 181° → 179° too fast",
+        msg.REASON_RESOURCE_INADEQUATE,
     )
     ds = msg.final_update(
         "1.2.3",
@@ -179,6 +181,7 @@ def test_final_update_canceled_without_radiation_carries_only_the_cancellation()
         radiation_delivered=False,
     )
     assert keyword_paths(ds) == {
+        "SpecificCharacterSet",
         "TransactionUID",
         "ProcedureStepProgressInformationSequence",
         "ProcedureStepProgressInformationSequence>ProcedureStepProgress",
@@ -190,6 +193,8 @@ def test_final_update_canceled_without_radiation_carries_only_the_cancellation()
         "ProcedureStepProgressInformationSequence>ProcedureStepDiscontinuationReasonCodeSequence>CodeMeaning",
     }
     progress = ds.ProcedureStepProgressInformationSequence[0]
+    assert ds.SpecificCharacterSet == "ISO_IR 100"
+    assert progress.ReasonForCancellation == "plan refused: gantry 181° ? 179° too fast"  # Latin-1 only
     assert progress.ProcedureStepCancellationDateTime == "20260302090500"
     assert progress.ProcedureStepDiscontinuationReasonCodeSequence[0].CodeValue == "110527"
 

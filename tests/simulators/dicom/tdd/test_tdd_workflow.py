@@ -585,3 +585,28 @@ def test_highest_priority_item_is_taken_first_and_other_stations_are_ignored(pee
         assert [o.ups_uid for o in device.run_once()] == [low]
         assert device.run_once() == []
     assert tms.state(str(other.SOPInstanceUID)) == "SCHEDULED"
+
+
+def test_recovery_with_the_tms_down_keeps_the_claim_for_later(peers, tmp_path):
+    tms, ost = peers
+    plan, bdi = tdw_plan_and_bdi()
+    schedule(tms, ost, plan, bdi)
+    journal = tmp_path / "journal"
+    crashed = make_device(tmp_path, tms, ost, checkpoint=crash_at("before_claim"), journal=journal)
+    with crashed, pytest.raises(SimulatedCrash):
+        crashed.run_once()
+    port = closed_port()
+    config = DeviceConfig(
+        ae_title="TDD1",
+        station=STATION,
+        machine=machine(),
+        tms=Peer("TMS", "127.0.0.1", port),
+        out_dir=tmp_path,
+        journal_dir=journal,
+        retry=RetryPolicy(attempts=2, first_delay_s=0.1),
+    )
+    with Device(config, deliver=FakeDeliver(), sleep=lambda s: None, now=lambda: NOW) as device:
+        outcomes = device.recover()
+        assert [(o.state, o.recovered) for o in outcomes] == [(OutcomeState.PENDING, True)]
+        assert f"TMS@127.0.0.1:{port}" in outcomes[0].reason
+        assert len(device.journal.claims()) == 1  # still there for the next attempt
