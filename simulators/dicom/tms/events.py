@@ -19,6 +19,7 @@ from pynetdicom import AE, build_role
 from pynetdicom.sop_class import UnifiedProcedureStepEvent, UnifiedProcedureStepPush
 
 from simulators.dicom.peers import Peer
+from simulators.dicom.tms.netutil import no_delay_association
 from simulators.dicom.tms.ups_store import UpsEvent
 
 LOG = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ class EventSender:
                     )
                 )
             return
+        no_delay_association(assoc)
         try:
             for event in events:
                 status, _ = assoc.send_n_event_report(
