@@ -89,17 +89,24 @@ class Deliver(Protocol):
     ) -> SessionOutcome: ...
 
 
-def session_deliver(request: SessionRequest, stop: StopToken, progress: ProgressCallback) -> SessionOutcome:
+def session_deliver(
+    request: SessionRequest,
+    stop: StopToken,
+    progress: ProgressCallback,
+    *,
+    session_options: dict | None = None,
+) -> SessionOutcome:
     """Run a real :class:`simulators.devices.session.DeliverySession` (fast clock, blocking).
 
     Needs from it: ``DeliverySession(request)``, ``.run() -> SessionOutcome``, ``.request_stop(status,
     code)`` (thread-safe, also before the run starts) and ``.bus`` publishing ``UnitStarted`` and
-    ``MetersetProgress`` (``unit_number``, ``session_fraction``).
+    ``MetersetProgress`` (``unit_number``, ``session_fraction``). ``session_options`` go to the
+    DeliverySession (``bus``, ``engine_hooks``, ``engine_options``: how scenarios inject faults).
     """
     from simulators.core.events import MetersetProgress, UnitStarted
     from simulators.devices.session import DeliverySession  # lazy: keeps this module light to import
 
-    session = DeliverySession(request)
+    session = DeliverySession(request, **(session_options or {}))
     tracker = _ProgressTracker(progress, _beam_count(request))
     session.bus.subscribe(tracker.on_event, (UnitStarted, MetersetProgress))
     stop.bind(lambda status, code: session.request_stop(status=status, code=code))

@@ -290,6 +290,7 @@ class Device:
                 f"{what}: received SOP Class {ds.get('SOPClassUID', '?')}, "
                 f"the worklist said {ref.sop_class_uid}"
             )
+        LOG.info("%s: received from %s", what, peer)
         return ds
 
     # -- one workitem ----------------------------------------------------------------------------
@@ -648,6 +649,9 @@ class Device:
             return
         if status != codes.SUCCESS:
             LOG.warning("%s: status 0x%04X", what, status)
+        else:
+            beam_text = f" (beam {beam} in progress)" if beam is not None else ""
+            LOG.info("%s%s", what, beam_text)
         entry.progress_percent = percent
         if beam is not None:
             entry.beam_in_progress = beam
@@ -767,6 +771,8 @@ class Device:
             return OutcomeState.FAILED
         if status != codes.SUCCESS:
             LOG.warning("%s: status 0x%04X", what, status)
+        else:
+            LOG.info("%s: done (output: %s)", what, "the record" if output is not None else "none")
         what = f"RO-65 {state} UPS {ups}"
         status, _ = tms.n_action(
             msg.state_change(state, entry.transaction_uid), codes.ACTION_CHANGE_STATE, ups, what
