@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import datetime
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from simulators.devices.session import DeliverySession, SessionRequest
 from simulators.errors import PlanRefusedError, RtsimError
 from simulators.plans.dicom_reader import read_dataset_file
 from simulators.records.beams_record import write_record
-from simulators.records.summary import build_summary, format_human_summary
+from simulators.records.summary import build_summary, format_human_summary, write_summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     record_path = args.out / f"RTRECORD_{outcome.record.SOPInstanceUID}.dcm"
     write_record(outcome.record, record_path)
     summary = build_summary(outcome.plan, outcome.result, record_path, machine)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_summary(args.out / "summary.json", summary)
     print(format_human_summary(summary))
-    print(f"record:  {record_path}\nsummary: {args.out / 'summary.json'}")
+    print(f"summary: {args.out / 'summary.json'}")
     return 0 if outcome.result.completed else 4
