@@ -1,0 +1,211 @@
+"""The UPS store without the network: N-CREATE validation, events, subscriptions, persistence, threads."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import generate_uid
+from tms_helpers import final_update, ups_attributes
+
+from simulators.dicom import codes
+from simulators.dicom.tms.ups_store import UpsStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = UpsStore(tmp_path)
+    yield s
+    s.close()
+
+
+def created(store: UpsStore, **changes) -> str:
+    attrs = ups_attributes()
+    for keyword, value in changes.items():
+        setattr(attrs, keyword, value)
+    outcome = store.create(attrs, uid=generate_uid())
+    assert outcome.status == 0, outcome.comment
+    return str(outcome.dataset.SOPInstanceUID)
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "mentions"),
+    [
+        (("del", "ScheduledProcedureStepPriority"), 0x0120, "ScheduledProcedureStepPriority"),
+        (("set", "ProcedureStepLabel", ""), 0x0121, "ProcedureStepLabel"),
+        (("set", "ProcedureStepState", "CANCELED"), 0xC309, "not SCHEDULED"),
+        (("set", "ScheduledProcedureStepPriority", "URGENT"), 0x0106, "ScheduledProcedureStepPriority"),
+        (("set", "InputReadinessState", "MAYBE"), 0x0106, "InputReadinessState"),
+        (("set", "ScheduledProcedureStepStartDateTime", "next week"), 0x0106, "StartDateTime"),
+        (("set", "TransactionUID", "1.2.3"), 0x0106, "TransactionUID"),
+        (("set", "SOPClassUID", codes.UPS_PULL_SOP_CLASS), 0x0106, "SOPClassUID"),
+    ],
+)
+def test_n_create_validation(store, change, status, mentions):
+    attrs = ups_attributes()
+    if change[0] == "del":
+        delattr(attrs, change[1])
+    else:
+        setattr(attrs, change[1], change[2])
+    outcome = store.create(attrs, uid=generate_uid())
+    assert outcome.status == status
+    assert mentions in outcome.comment
+    assert len(store) == 0
+
+
+def test_n_create_fills_worklist_label_with_warning_and_type2_sequences(store):
+    attrs = ups_attributes()
+    del attrs.WorklistLabel
+    del attrs.InputInformationSequence
+    outcome = store.create(attrs)
+    assert outcome.status == 0xB300
+    ds = store.get(str(outcome.dataset.SOPInstanceUID))
+    assert ds.WorklistLabel == codes.DEFAULT_WORKLIST_LABEL
+    assert ds.InputInformationSequence == Sequence()
+    assert ds.SOPClassUID == codes.UPS_PUSH_SOP_CLASS
+
+
+def test_progress_and_assigned_events_go_to_subscribers(store):
+    uid = created(store)
+    assert store.subscribe(uid, "WATCHER", False).status == 0
+    tuid = generate_uid()
+    claim = store.change_state(uid, "IN PROGRESS", tuid, calling_ae="TDD")
+    assert [(e.event_type, e.recipients, e.info.ProcedureStepState) for e in claim.events] == [
+        (1, ("WATCHER",), "IN PROGRESS")
+    ]
+    mods = Dataset()
+    mods.TransactionUID = tuid
+    item = Dataset()
+    item.ProcedureStepProgress = "40"
+    mods.ProcedureStepProgressInformationSequence = Sequence([item])
+    outcome = store.set(uid, mods)
+    assert [e.event_type for e in outcome.events] == [3]
+    assert outcome.events[0].info.ProcedureStepProgressInformationSequence[0].ProcedureStepProgress == "40"
+    assert store.set(uid, mods).events == []  # nothing changed, nothing reported
+    station = Dataset()
+    station.TransactionUID = tuid
+    code = Dataset()
+    code.CodeValue = "LINAC2"
+    station.ScheduledStationNameCodeSequence = Sequence([code])
+    assert [e.event_type for e in store.set(uid, station).events] == [5]
+
+
+def test_request_cancel_in_progress_targets_performer_and_subscribers(store):
+    uid = created(store)
+    store.subscribe(uid, "WATCHER", False)
+    store.change_state(uid, "IN PROGRESS", generate_uid(), calling_ae="TDD")
+    info = Dataset()
+    info.ReasonForCancellation = "stop"
+    outcome = store.request_cancel(uid, info, requesting_ae="OIS")
+    (event,) = outcome.events
+    assert (event.event_type, event.recipients) == (2, ("TDD", "WATCHER"))
+    assert event.info.RequestingAE == "OIS"
+    assert store.get(uid).ProcedureStepState == "IN PROGRESS"
+
+
+def test_request_cancel_of_completed_is_c311(store):
+    uid = created(store)
+    tuid = generate_uid()
+    store.change_state(uid, "IN PROGRESS", tuid)
+    store.set(uid, final_update(tuid))
+    assert store.change_state(uid, "COMPLETED", tuid).status == 0
+    assert store.request_cancel(uid, Dataset(), requesting_ae="OIS").status == 0xC311
+    assert store.request_cancel(generate_uid(), Dataset(), requesting_ae="OIS").status == 0xC307
+
+
+def test_filtered_global_subscription_only_follows_matching_workitems(store):
+    a = created(store)
+    filter_keys = Dataset()
+    code = Dataset()
+    code.CodeValue = "LINAC2"
+    filter_keys.ScheduledStationNameCodeSequence = Sequence([code])
+    outcome = store.subscribe(codes.UPS_FILTERED_GLOBAL_SUBSCRIPTION_INSTANCE, "WATCHER", True, filter_keys)
+    assert outcome.status == 0
+    assert outcome.events == []  # the existing workitem is for LINAC1
+    attrs = ups_attributes(station="LINAC2")
+    b = str(store.create(attrs, uid=generate_uid()).dataset.SOPInstanceUID)
+    assert store.subscribers(b) == ("WATCHER",)
+    assert store.subscribers(a) == ()
+
+
+def test_suspend_keeps_per_ups_subscriptions_unsubscribe_drops_all(store):
+    a = created(store)
+    store.subscribe(codes.UPS_GLOBAL_SUBSCRIPTION_INSTANCE, "WATCHER", True)
+    assert store.subscribers(a) == ("WATCHER",)
+    assert store.suspend_global(a, "WATCHER").status == 0xC314
+    assert store.suspend_global(codes.UPS_GLOBAL_SUBSCRIPTION_INSTANCE, "WATCHER").status == 0
+    b = created(store)
+    assert (store.subscribers(a), store.subscribers(b)) == (("WATCHER",), ())
+    assert store.unsubscribe(codes.UPS_GLOBAL_SUBSCRIPTION_INSTANCE, "WATCHER").status == 0
+    assert store.subscribers(a) == ()
+
+
+def test_persistence_of_items_locks_performer_and_subscriptions(tmp_path):
+    first = UpsStore(tmp_path)
+    uid = created(first)
+    tuid = generate_uid()
+    first.change_state(uid, "IN PROGRESS", tuid, calling_ae="TDD")
+    first.subscribe(codes.UPS_GLOBAL_SUBSCRIPTION_INSTANCE, "WATCHER", False)
+    assert not first.was_warm_start
+    first.close()
+    second = UpsStore(tmp_path)
+    try:
+        assert second.was_warm_start
+        assert second.get(uid).ProcedureStepState == "IN PROGRESS"
+        assert "TransactionUID" not in second.get(uid)
+        assert second.transaction_uid(uid) == tuid
+        assert second.performer_ae(uid) == "TDD"
+        assert second.global_subscribers() == ("WATCHER",)
+        assert second.change_state(uid, "CANCELED", generate_uid()).status == 0xC301
+        assert [i.state for i in second.index()] == ["IN PROGRESS"]
+    finally:
+        second.close()
+
+
+def test_a_damaged_workitem_file_is_skipped_not_fatal(tmp_path):
+    first = UpsStore(tmp_path)
+    keep = created(first)
+    broken = created(first)
+    first.close()
+    (tmp_path / "ups" / f"{broken}.dcm").write_bytes(b"not dicom")
+    second = UpsStore(tmp_path)
+    try:
+        assert keep in second
+        assert broken not in second
+    finally:
+        second.close()
+
+
+def test_lenient_mode_accepts_updates_without_transaction_uid(tmp_path):
+    store = UpsStore(tmp_path, require_transaction_uid=False)
+    try:
+        uid = created(store)
+        store.change_state(uid, "IN PROGRESS", generate_uid())
+        mods = Dataset()
+        mods.ProcedureStepLabel = "relabelled"
+        assert store.set(uid, mods).status == 0
+        mods.TransactionUID = generate_uid()
+        assert store.set(uid, mods).status == 0xC301  # a wrong one is still wrong
+        assert store.change_state(uid, "CANCELED", "").status == 0
+    finally:
+        store.close()
+
+
+def test_concurrent_claims_on_the_store(store):
+    uids = [created(store) for _ in range(5)]
+    results: dict[str, list[int]] = {uid: [] for uid in uids}
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        barrier.wait(5)
+        for uid in uids:
+            results[uid].append(store.change_state(uid, "IN PROGRESS", generate_uid()).status)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert all(sorted(r) == [0] + [0xC302] * 7 for r in results.values())
