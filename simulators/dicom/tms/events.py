@@ -178,7 +178,15 @@ class EventSender:
             return
         no_delay_association(assoc)
         try:
-            for event in events:
+            for index, event in enumerate(events):
+                if not assoc.is_established:
+                    for lost in events[index:]:
+                        self._record(
+                            Delivery(
+                                ae_title, lost.event_type, lost.sop_instance_uid, None, "association lost"
+                            )
+                        )
+                    break
                 status, _ = assoc.send_n_event_report(
                     event.info,
                     event.event_type,
@@ -189,8 +197,6 @@ class EventSender:
                 code = int(status.Status) if status is not None and "Status" in status else None
                 problem = "" if code is not None else "no response (timeout or abort)"
                 self._record(Delivery(ae_title, event.event_type, event.sop_instance_uid, code, problem))
-                if not assoc.is_established:
-                    break
         finally:
             if assoc.is_established:
                 assoc.release()
