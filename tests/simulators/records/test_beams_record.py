@@ -854,7 +854,7 @@ def test_tdw_ii_plan_record_matches_the_vendor_record_shape(ihe_ro_dir: Path, tm
 
 
 def test_real_engine_interrupted_then_continued_records_add_up(ihe_ro_dir: Path, tmp_path: Path) -> None:
-    """End to end with the real reader, program builder and engine: interlock at 10 s (mid arc 1), then continuation."""
+    """End to end with the real reader, program builder and engine: interlock mid arc 1, then continuation."""
     reader = pytest.importorskip("simulators.plans.dicom_reader")
     linac = pytest.importorskip("simulators.devices.linac")
     engine_module = pytest.importorskip("simulators.core.engine")
