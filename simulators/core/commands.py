@@ -89,6 +89,11 @@ class SetSampling(Command):
     interval_s: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class BeamOnKey(Command):
+    """Manual mode: the operator's beam-on key releases the beam (engine option ``beam_on_key``)."""
+
+
 _NAMES: dict[type, str] = {
     Interlock: "interlock",
     ClearInterlock: "clear_interlock",
@@ -100,6 +105,7 @@ _NAMES: dict[type, str] = {
     ScaleRemainingDurations: "scale_remaining_durations",
     SetDoor: "door",
     SetSampling: "sampling",
+    BeamOnKey: "beam_on",
 }
 
 FAULT_COMMANDS = (Interlock, Hold, AddDelay, ScaleRemainingDurations)

@@ -30,6 +30,13 @@ The fault and operator model (machine-models.md §6):
 - Beam on is refused while an interlock is active or the door is open: the engine publishes
   BeamOnRefused and waits (READY) for the cause to clear, at most ``interrupt_timeout_s``, then ends the
   session MACHINE with the interlock code (or ``DOOR``).
+- Manual mode (``beam_on_key=True``, the training console): the beam does not switch on by itself. At
+  the first beam segment of every unit, and again after an operator interrupt is resumed, the engine
+  publishes BeamOnAwaited and waits (READY) for ``press_beam_on()``; automatic holds and step-and-shoot
+  moves inside a unit do not need the key again. A key press while an interlock is active or the door is
+  open is rejected (CommandRejected), as a console refuses it, and is not remembered. No key within
+  ``interrupt_timeout_s`` ends the session OPERATOR, code ``BEAM_ON_TIMEOUT`` (the waiting time is in the
+  unit's share key ``"beam_on_wait"``).
 
 Metersets in results and events are on the scale of ``ProgramUnit.cp_meterset``, as the program builder
 defines it (linac: the cumulative meterset of this session from 0, the continuation's start in
@@ -63,6 +70,8 @@ from simulators.core.states import FINAL_STATES, MachineState, StateMachine, bea
 HOLD_SHARE_KEY = "hold"
 DOOR_INTERLOCK = "DOOR"
 HOLD_TIMEOUT_CODE = "HOLD_TIMEOUT"
+BEAM_ON_TIMEOUT_CODE = "BEAM_ON_TIMEOUT"
+BEAM_ON_WAIT_SHARE_KEY = "beam_on_wait"
 
 _TIME_EPS_S = 1e-12
 
@@ -144,7 +153,8 @@ class DeliveryEngine:
 
     ``sample_interval_s`` turns on AxisSample/MetersetProgress samples at that simulated rate.
     ``interlocks`` (code -> latching, or codes) and ``door_open`` carry machine state over from an
-    earlier session.
+    earlier session. ``beam_on_key`` turns on manual mode (the operator's beam-on key releases each
+    beam; see the module docstring).
     """
 
     def __init__(
@@ -159,6 +169,7 @@ class DeliveryEngine:
         interrupt_timeout_s: float = 600.0,
         interlocks: Mapping[str, bool] | Iterable[str] = (),
         door_open: bool = False,
+        beam_on_key: bool = False,
     ) -> None:
         _validate(program)
         if not (math.isfinite(interrupt_timeout_s) and interrupt_timeout_s >= 0):
@@ -188,6 +199,9 @@ class DeliveryEngine:
             self._interlocks = dict.fromkeys(interlocks, True)
         self._door_open = door_open
         self._beam_on = False
+        self.beam_on_key = beam_on_key
+        self._beam_on_armed = False  # manual mode: the key was pressed for the current unit
+        self._awaiting_key = False
 
         # requests from commands, acted on by the delivery process
         self._stop: tuple[TerminationStatus, str, MachineState] | None = None
@@ -229,6 +243,11 @@ class DeliveryEngine:
     @property
     def door_open(self) -> bool:
         return self._door_open
+
+    @property
+    def awaiting_beam_on(self) -> bool:
+        """Manual mode: the engine waits for the beam-on key now."""
+        return self._awaiting_key
 
     @property
     def finished(self) -> bool:
@@ -307,6 +326,10 @@ class DeliveryEngine:
 
     def set_door(self, is_open: bool) -> None:
         self._submit(cmd.SetDoor(is_open))
+
+    def press_beam_on(self) -> None:
+        """Manual mode: the operator's beam-on key (refused with an interlock active or the door open)."""
+        self._submit(cmd.BeamOnKey())
 
     def set_sampling(self, interval_s: float | None) -> None:
         self._submit(cmd.SetSampling(interval_s))
@@ -409,6 +432,25 @@ class DeliveryEngine:
             if self._unit is not None and self._unit.seg is not None:
                 self._scale_pending *= c.factor
                 self._wake_process()
+
+    def _apply_beam_on(self, c: cmd.BeamOnKey) -> None:
+        refusal = beam_on_refusal(self._interlocks, self._door_open)
+        if not self.beam_on_key:
+            self._reject(c, "not in manual mode: the beam switches on by itself")
+        elif self._finished:
+            self._reject(c, "the session has ended")
+        elif self._beam_on:
+            self._reject(c, "the beam is already on")
+        elif self._paused_kind == "interrupt" or self._interrupt_code is not None:
+            self._reject(c, "interrupted: resume first")
+        elif refusal is not None:
+            self._reject(c, refusal)
+        elif self._beam_on_armed:
+            self._reject(c, "beam on already pressed")
+        else:
+            self._publish(ev.OperatorAction, name=c.name, params={})
+            self._beam_on_armed = True
+            self._wake_process()
 
     def _apply_door(self, c: cmd.SetDoor) -> None:
         if c.is_open == self._door_open:
@@ -581,6 +623,7 @@ class DeliveryEngine:
     # ------------------------------------------------------------------ one unit
     def _play_unit(self, ur: _UnitRun) -> Generator[simpy.Event, Any, None]:
         unit = ur.unit
+        self._beam_on_armed = False  # manual mode: every unit needs its own beam-on key
         self._publish(ev.UnitStarted, unit_number=unit.number, unit_name=unit.name)
         self._set_state(MachineState.READY, f"unit {unit.number} started")
         if not unit.segments or unit.segments[0].kind is not SegmentKind.SETUP:
@@ -656,6 +699,8 @@ class DeliveryEngine:
         kind = sr.seg.kind
         if kind is SegmentKind.BEAM:
             if not self._beam_on:
+                if self.beam_on_key:
+                    yield from self._await_beam_on_key(ur, sr)
                 yield from self._await_beam_permit(ur, sr)
                 self._set_state(MachineState.BEAM_ON, f"unit {number} segment {sr.index}")
                 self._switch_beam(True, number)
@@ -665,6 +710,27 @@ class DeliveryEngine:
                 self._set_state(MachineState.BEAM_HOLD, f"unit {number} segment {sr.index}: beam off move")
             else:
                 self._set_state(MachineState.READY, f"unit {number} setup move")
+
+    def _await_beam_on_key(self, ur: _UnitRun, sr: _SegRun) -> Generator[simpy.Event, Any, None]:
+        """Manual mode: wait (READY) for the operator's beam-on key."""
+        waited_s = 0.0
+        try:
+            while not self._beam_on_armed:
+                self._check_stop()
+                self._interrupt_code = None  # nothing to interrupt: the beam is not on
+                if not self._awaiting_key:
+                    self._awaiting_key = True
+                    self._set_state(MachineState.READY, f"unit {ur.unit.number}: awaiting beam on")
+                    self._publish(ev.BeamOnAwaited, unit_number=ur.unit.number)
+                left_s = self.interrupt_timeout_s - waited_s
+                if left_s <= _TIME_EPS_S:
+                    raise _Stop(TerminationStatus.OPERATOR, BEAM_ON_TIMEOUT_CODE, MachineState.TERMINATED)
+                elapsed, _ = yield from self._wait(left_s)
+                waited_s += elapsed
+                sr.elapsed_s += elapsed
+                ur.add_share(BEAM_ON_WAIT_SHARE_KEY, elapsed)
+        finally:
+            self._awaiting_key = False
 
     def _await_beam_permit(self, ur: _UnitRun, sr: _SegRun) -> Generator[simpy.Event, Any, None]:
         waited_s = 0.0
@@ -712,6 +778,7 @@ class DeliveryEngine:
         number = ur.unit.number
         self._switch_beam(False, number)
         if kind == "interrupt":
+            self._beam_on_armed = False  # manual mode: beam on again after the resume
             self._set_state(MachineState.INTERRUPTED, reason)
         else:
             self._publish(ev.BeamHeld, unit_number=number, reason=reason)
@@ -726,6 +793,7 @@ class DeliveryEngine:
                     kind, reason, limit_s = "interrupt", self._interrupt_code, self.interrupt_timeout_s
                     self._interrupt_code = None
                     self._paused_kind = kind
+                    self._beam_on_armed = False
                     self._set_state(MachineState.INTERRUPTED, reason)
                     start_s = self.env.now
                 if kind != "delay" and self._resume_requested:

@@ -94,6 +94,13 @@ class BeamOnRefused(Event):
 
 
 @dataclass(frozen=True)
+class BeamOnAwaited(Event):
+    """Manual mode: the unit is ready and waits for the operator's beam-on key."""
+
+    unit_number: int
+
+
+@dataclass(frozen=True)
 class MetersetProgress(Event):
     """Meterset reached by one unit, on the scale of ``ProgramUnit.cp_meterset`` (linac: this session's
     cumulative meterset from 0); ``specified`` is the unit's ``specified_meterset``.
