@@ -15,10 +15,12 @@ from machine_models.loader import (
 )
 from machine_models.schema import (
     SCHEMA_VERSION,
+    AfterloaderModel,
     AxisLimits,
     DeviceKind,
     DoseRateServo,
     Energy,
+    InstalledSource,
     JawModel,
     LinacModel,
     MachineModel,
@@ -28,10 +30,12 @@ from machine_models.schema import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AfterloaderModel",
     "AxisLimits",
     "DeviceKind",
     "DoseRateServo",
     "Energy",
+    "InstalledSource",
     "JawModel",
     "LinacModel",
     "MachineModel",

@@ -14,6 +14,7 @@ import math
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
+from datetime import date, datetime, time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,12 @@ from typing import Any
 from machine_models.errors import ModelError
 from machine_models.schema import (
     SCHEMA_VERSION,
+    AfterloaderModel,
     AxisLimits,
     DeviceKind,
     DoseRateServo,
     Energy,
+    InstalledSource,
     JawModel,
     LinacModel,
     MachineModel,
@@ -63,6 +66,10 @@ _TOP_KEYS = {
     "description",
 }
 _LINAC_TABLES = {"delivery", "noise", "axes", "jaws", "mlc", "energies", "accessories", "extra"}
+_AFTERLOADER_TABLES = {"afterloader", "motion", "source", "noise", "extra"}
+_SUPPORTED_KINDS = (DeviceKind.LINAC.value, DeviceKind.AFTERLOADER.value)
+_BRACHY_TREATMENT_TYPES = ("HDR", "PDR", "MDR", "LDR")
+_SOURCE_TYPES = ("POINT", "LINE", "CYLINDER", "SPHERE")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -117,6 +124,8 @@ def describe_model(model: MachineModel) -> list[str]:
         f"{model.model_id}: {model.manufacturer} {model.model_name} ({model.kind.value}), "
         f"treatment machine name {model.treatment_machine_name!r}"
     ]
+    if model.afterloader is not None:
+        return lines + _describe_afterloader(model.afterloader)
     linac = model.linac
     if linac is None:
         return lines
@@ -185,6 +194,8 @@ def dump_model(model: MachineModel) -> str:
             for w in linac.wedges
         ]
         out += ["]"]
+    if model.afterloader is not None:
+        out += _dump_afterloader(model.afterloader)
     if model.extra:
         out += _dump_table("extra", model.extra)
     return "\n".join(out) + "\n"
@@ -316,7 +327,10 @@ class _Table:
         if choices is not None and value not in choices:
             raise self.error(key, f"expected one of {', '.join(choices)}, got {value!r}")
         if max_length is not None and len(value) > max_length:
-            raise self.error(key, f"at most {max_length} characters (DICOM SH), got {len(value)}: {value!r}")
+            vr = "SH" if max_length == _MAX_SH_LENGTH else "LO"
+            raise self.error(
+                key, f"at most {max_length} characters (DICOM {vr}), got {len(value)}: {value!r}"
+            )
         return value
 
     def req_string(self, key: str, **kwargs: Any) -> str:
@@ -395,15 +409,18 @@ def _build_model(data: dict[str, Any], source: str, source_file: Path | None) ->
             f"unsupported schema_version {version}; this rtsim reads {SCHEMA_VERSION}",
         )
     kind = data.get("kind")
+    supported = ", ".join(repr(k) for k in _SUPPORTED_KINDS)
     if kind is None:
-        raise ModelError(source, "kind", "missing required key (expected 'linac')")
-    if kind != DeviceKind.LINAC.value:
+        raise ModelError(source, "kind", f"missing required key (expected one of {supported})")
+    if kind not in _SUPPORTED_KINDS:
         known = [k.value for k in DeviceKind]
         if kind in known:
-            problem = f"kind {kind!r} is not supported by this loader yet; supported: 'linac'"
+            problem = f"kind {kind!r} is not supported by this loader yet; supported: {supported}"
         else:
-            problem = f"unknown kind {kind!r}; expected 'linac' (known kinds: {', '.join(known)})"
+            problem = f"unknown kind {kind!r}; expected one of {supported} (known kinds: {', '.join(known)})"
         raise ModelError(source, "kind", problem)
+    if kind == DeviceKind.AFTERLOADER.value:
+        top_allowed = _TOP_KEYS | _AFTERLOADER_TABLES
 
     top = _Table(data, "", source, top_allowed)
     model_id = top.req_string("model_id")
@@ -411,18 +428,21 @@ def _build_model(data: dict[str, Any], source: str, source_file: Path | None) ->
         raise top.error(
             "model_id", f"use letters, digits, '.', '_' and '-' only (no spaces), got {model_id!r}"
         )
-    return MachineModel(
-        schema_version=version,
-        model_id=model_id,
-        kind=DeviceKind.LINAC,
-        manufacturer=top.req_string("manufacturer"),
-        model_name=top.req_string("model_name"),
-        treatment_machine_name=top.req_string("treatment_machine_name", max_length=_MAX_SH_LENGTH),
-        description=top.req_string("description"),
-        source_file=source_file,
-        linac=_read_linac(top),
-        extra=_read_extra(top),
-    )
+    common = {
+        "schema_version": version,
+        "model_id": model_id,
+        "manufacturer": top.req_string("manufacturer"),
+        "model_name": top.req_string("model_name"),
+        "treatment_machine_name": top.req_string("treatment_machine_name", max_length=_MAX_SH_LENGTH),
+        "description": top.req_string("description"),
+        "source_file": source_file,
+    }
+    if kind == DeviceKind.AFTERLOADER.value:
+        afterloader = _read_afterloader(top)
+        return MachineModel(
+            kind=DeviceKind.AFTERLOADER, afterloader=afterloader, extra=_read_extra(top), **common
+        )
+    return MachineModel(kind=DeviceKind.LINAC, linac=_read_linac(top), extra=_read_extra(top), **common)
 
 
 def _read_linac(top: _Table) -> LinacModel:
@@ -788,6 +808,144 @@ def _read_accessories(top: _Table) -> tuple[tuple[str, ...], tuple[Wedge, ...]]:
     return tuple(applicators), tuple(wedges)
 
 
+def _read_afterloader(top: _Table) -> AfterloaderModel:
+    keys = {
+        "treatment_types",
+        "channel_count",
+        "min_channel_length_mm",
+        "max_channel_length_mm",
+        "step_sizes_mm",
+        "max_dwell_positions_per_channel",
+        "dwell_time_resolution_s",
+        "max_dwell_time_s",
+        "source_strength_tolerance_percent",
+    }
+    table = top.table("afterloader", keys)
+    assert table is not None
+    types = table.list_of("treatment_types", "string")
+    assert types is not None
+    if not types:
+        raise table.error("treatment_types", f"give at least one of {', '.join(_BRACHY_TREATMENT_TYPES)}")
+    for value in types:
+        if value not in _BRACHY_TREATMENT_TYPES:
+            raise table.error(
+                "treatment_types", f"expected items from {', '.join(_BRACHY_TREATMENT_TYPES)}, got {value!r}"
+            )
+    if len(set(types)) != len(types):
+        raise table.error("treatment_types", f"repeated treatment type in {types}")
+    channels = table.integer("channel_count", minimum=1)
+    positions = table.integer("max_dwell_positions_per_channel", minimum=1)
+    assert channels is not None
+    assert positions is not None
+    longest = table.req_number("max_channel_length_mm", positive=True)
+    shortest = table.number("min_channel_length_mm", required=False, default=0.0, nonnegative=True)
+    assert shortest is not None
+    if shortest >= longest:
+        raise table.error(
+            "min_channel_length_mm",
+            f"must be below max_channel_length_mm ({_fmt(longest)}), got {_fmt(shortest)}",
+        )
+    steps = table.list_of("step_sizes_mm", "number")
+    assert steps is not None
+    if not steps:
+        raise table.error("step_sizes_mm", "give at least one step size")
+    for value in steps:
+        if value <= 0:
+            raise table.error("step_sizes_mm", f"step sizes must be > 0, got {_fmt(value)}")
+    if len(set(steps)) != len(steps):
+        raise table.error("step_sizes_mm", "repeated step size")
+    resolution = table.req_number("dwell_time_resolution_s", positive=True)
+    max_dwell = table.number("max_dwell_time_s", required=False, positive=True)
+    if max_dwell is not None and max_dwell < resolution:
+        raise table.error(
+            "max_dwell_time_s", f"{_fmt(max_dwell)} s is below dwell_time_resolution_s {_fmt(resolution)} s"
+        )
+    tolerance = table.req_number("source_strength_tolerance_percent", positive=True)
+
+    motion = top.table(
+        "motion",
+        {
+            "source_speed_mm_per_s",
+            "check_cable_speed_mm_per_s",
+            "dwell_settle_s",
+            "indexer_move_s",
+            "safe_to_channel_mm",
+            "emergency_retraction_s",
+        },
+    )
+    assert motion is not None
+    noise = top.table("noise", {"dwell_time_sd_s", "position_sd_mm"}, required=False)
+
+    def noise_sd(key: str) -> float:
+        if noise is None:
+            return 0.0
+        value = noise.number(key, required=False, default=0.0, nonnegative=True)
+        assert value is not None
+        return value
+
+    return AfterloaderModel(
+        treatment_types=tuple(types),
+        channel_count=channels,
+        max_channel_length_mm=longest,
+        min_channel_length_mm=shortest,
+        step_sizes_mm=tuple(sorted(steps)),
+        max_dwell_positions_per_channel=positions,
+        dwell_time_resolution_s=resolution,
+        max_dwell_time_s=max_dwell,
+        source_speed_mm_per_s=motion.req_number("source_speed_mm_per_s", positive=True),
+        check_cable_speed_mm_per_s=motion.req_number("check_cable_speed_mm_per_s", positive=True),
+        dwell_settle_s=motion.req_number("dwell_settle_s", nonnegative=True),
+        indexer_move_s=motion.req_number("indexer_move_s", nonnegative=True),
+        safe_to_channel_mm=motion.req_number("safe_to_channel_mm", nonnegative=True),
+        source=_read_source(top),
+        source_strength_tolerance_percent=tolerance,
+        emergency_retraction_s=motion.req_number("emergency_retraction_s", nonnegative=True),
+        dwell_time_noise_sd_s=noise_sd("dwell_time_sd_s"),
+        position_noise_sd_mm=noise_sd("position_sd_mm"),
+    )
+
+
+def _read_source(top: _Table) -> InstalledSource:
+    keys = {
+        "isotope",
+        "half_life_days",
+        "reference_air_kerma_rate_ugy_per_h",
+        "calibration_datetime",
+        "serial_number",
+        "manufacturer",
+        "source_model_id",
+        "source_type",
+    }
+    table = top.table("source", keys)
+    assert table is not None
+    raw = table._raw("calibration_datetime", required=True)
+    if isinstance(raw, datetime):
+        if raw.tzinfo is not None:
+            raise table.error(
+                "calibration_datetime", "give a local date-time without offset, e.g. 2025-01-06T09:00:00"
+            )
+        calibration = raw
+    elif isinstance(raw, date):
+        calibration = datetime.combine(raw, time())
+    else:
+        raise table.error(
+            "calibration_datetime",
+            f"expected a TOML local date-time such as 2025-01-06T09:00:00, got {_type_name(raw)} {raw!r}",
+        )
+    return InstalledSource(
+        isotope=table.req_string("isotope", max_length=64),
+        half_life_days=table.req_number("half_life_days", positive=True),
+        reference_air_kerma_rate_ugy_per_h=table.req_number(
+            "reference_air_kerma_rate_ugy_per_h", positive=True
+        ),
+        calibration_datetime=calibration,
+        serial_number=table.req_string("serial_number", max_length=64),
+        manufacturer=table.req_string("manufacturer", max_length=64),
+        source_model_id=table.string("source_model_id", required=False, max_length=_MAX_SH_LENGTH) or "",
+        source_type=table.string("source_type", required=False, choices=_SOURCE_TYPES) or "LINE",
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------
 # writing and formatting
 
@@ -885,3 +1043,55 @@ def _describe_widths(boundaries: Sequence[float]) -> str:
         else:
             runs.append([1, width])
     return " + ".join(f"{int(count)}x{_fmt(width)}" for count, width in runs) + " mm"
+
+
+def _describe_afterloader(al: AfterloaderModel) -> list[str]:
+    src = al.source
+    steps = ", ".join(_fmt(step) for step in al.step_sizes_mm)
+    return [
+        f"  {'/'.join(al.treatment_types)}: {al.channel_count} channels, length "
+        f"{_fmt(al.min_channel_length_mm)}..{_fmt(al.max_channel_length_mm)} mm, steps {steps} mm, "
+        f"<= {al.max_dwell_positions_per_channel} dwell positions per channel",
+        f"  timer resolution {_fmt(al.dwell_time_resolution_s)} s; "
+        f"source {_fmt(al.source_speed_mm_per_s)} mm/s, "
+        f"check cable {_fmt(al.check_cable_speed_mm_per_s)} mm/s, settle {_fmt(al.dwell_settle_s)} s",
+        f"  source {src.isotope} (half-life {_fmt(src.half_life_days)} d) serial {src.serial_number}: "
+        f"{_fmt(src.reference_air_kerma_rate_ugy_per_h)} uGy/h at 1 m "
+        f"on {src.calibration_datetime.isoformat()}",
+    ]
+
+
+def _dump_afterloader(al: AfterloaderModel) -> list[str]:
+    src = al.source
+    out = ["", "[afterloader]"]
+    out += [f"treatment_types = [{', '.join(_toml_str(t) for t in al.treatment_types)}]"]
+    out += [f"channel_count = {al.channel_count}"]
+    out += [f"min_channel_length_mm = {_toml_num(al.min_channel_length_mm)}"]
+    out += [f"max_channel_length_mm = {_toml_num(al.max_channel_length_mm)}"]
+    out += [f"step_sizes_mm = [{', '.join(_toml_num(v) for v in al.step_sizes_mm)}]"]
+    out += [f"max_dwell_positions_per_channel = {al.max_dwell_positions_per_channel}"]
+    out += [f"dwell_time_resolution_s = {_toml_num(al.dwell_time_resolution_s)}"]
+    if al.max_dwell_time_s is not None:
+        out += [f"max_dwell_time_s = {_toml_num(al.max_dwell_time_s)}"]
+    out += [f"source_strength_tolerance_percent = {_toml_num(al.source_strength_tolerance_percent)}"]
+    out += ["", "[motion]"]
+    out += [f"source_speed_mm_per_s = {_toml_num(al.source_speed_mm_per_s)}"]
+    out += [f"check_cable_speed_mm_per_s = {_toml_num(al.check_cable_speed_mm_per_s)}"]
+    out += [f"dwell_settle_s = {_toml_num(al.dwell_settle_s)}"]
+    out += [f"indexer_move_s = {_toml_num(al.indexer_move_s)}"]
+    out += [f"safe_to_channel_mm = {_toml_num(al.safe_to_channel_mm)}"]
+    out += [f"emergency_retraction_s = {_toml_num(al.emergency_retraction_s)}"]
+    out += ["", "[source]"]
+    out += [f"isotope = {_toml_str(src.isotope)}"]
+    out += [f"half_life_days = {_toml_num(src.half_life_days)}"]
+    out += [f"reference_air_kerma_rate_ugy_per_h = {_toml_num(src.reference_air_kerma_rate_ugy_per_h)}"]
+    out += [f"calibration_datetime = {src.calibration_datetime.isoformat()}"]
+    out += [f"serial_number = {_toml_str(src.serial_number)}"]
+    out += [f"manufacturer = {_toml_str(src.manufacturer)}"]
+    if src.source_model_id:
+        out += [f"source_model_id = {_toml_str(src.source_model_id)}"]
+    out += [f"source_type = {_toml_str(src.source_type)}"]
+    out += ["", "[noise]"]
+    out += [f"dwell_time_sd_s = {_toml_num(al.dwell_time_noise_sd_s)}"]
+    out += [f"position_sd_mm = {_toml_num(al.position_noise_sd_mm)}"]
+    return out

@@ -8,6 +8,7 @@ or Textual: a machine model is plain data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -137,6 +138,54 @@ class LinacModel:
 
 
 @dataclass(frozen=True, slots=True)
+class InstalledSource:
+    """The radioactive source installed in an afterloader, as on its calibration certificate.
+
+    ``reference_air_kerma_rate_ugy_per_h`` is the Reference Air Kerma Rate (DICOM (300A,022A), µGy/h at
+    1 m, numerically the air-kerma strength in U) at ``calibration_datetime`` (naive local time).
+    """
+
+    isotope: str  # DICOM Source Isotope Name, e.g. "Ir-192"
+    half_life_days: float
+    reference_air_kerma_rate_ugy_per_h: float
+    calibration_datetime: datetime
+    serial_number: str
+    manufacturer: str
+    source_model_id: str = ""
+    source_type: str = "LINE"  # DICOM Source Type: POINT, LINE, CYLINDER, SPHERE
+
+
+@dataclass(frozen=True, slots=True)
+class AfterloaderModel:
+    """The afterloader-specific part of a machine model (HDR/PDR remote afterloader).
+
+    Source positions are distances along a channel from its proximal end at the indexer (as DICOM
+    Control Point Relative Position); the safe is ``safe_to_channel_mm`` before that end.
+    ``step_sizes_mm`` are the allowed distances between dwell position indices of one channel;
+    ``max_dwell_positions_per_channel`` bounds the number of position indices one channel spans.
+    """
+
+    treatment_types: tuple[str, ...]  # DICOM Brachy Treatment Type it delivers: "HDR", "PDR"
+    channel_count: int
+    max_channel_length_mm: float
+    min_channel_length_mm: float
+    step_sizes_mm: tuple[float, ...]
+    max_dwell_positions_per_channel: int
+    dwell_time_resolution_s: float
+    max_dwell_time_s: float | None
+    source_speed_mm_per_s: float
+    check_cable_speed_mm_per_s: float
+    dwell_settle_s: float
+    indexer_move_s: float
+    safe_to_channel_mm: float
+    source: InstalledSource
+    source_strength_tolerance_percent: float
+    emergency_retraction_s: float
+    dwell_time_noise_sd_s: float = 0.0
+    position_noise_sd_mm: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class MachineModel:
     """A whole machine model as loaded from one TOML file.
 
@@ -155,3 +204,4 @@ class MachineModel:
     source_file: Path | None
     linac: LinacModel | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    afterloader: AfterloaderModel | None = None
