@@ -1,0 +1,150 @@
+"""Issue 2: simulate the IHE-RO VMAT and sliding-window plans in fast mode, parse and write included.
+
+For each plan, a fresh Python process (so that peak memory is that plan's alone) reads the file, runs the
+capability check and the SimPy engine with the fast clock, builds the RT Beams Treatment Record and writes
+it with summary.json, ``--repeat`` times. Printed: simulated delivery time / wall time (target >= 1000x),
+wall time per plan (target < 0.5 s; the first, cold run and the median of the warm ones) and peak memory
+(target < 200 MB: the process's peak resident set, which includes the interpreter, numpy, pydicom and
+simpy; and tracemalloc's peak of Python allocations during one delivery).
+
+    .venv/bin/python benchmarks/bench_plan_simulation.py [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import IHE_RO_DIR, REPO_ROOT, median, verdict
+
+ARTI = "ARTI/Datasets/RTAdvanced"
+TPPC = "TPPC/Datasets/TPPC"
+PLANS = {
+    "ARTI VMAT (2 arcs, 98 CP)": f"{ARTI}/IMATVMATBeam/RTPlanIMATVMATBeam.dcm",
+    "TPPC VMAT (2 arcs, 98 CP)": f"{TPPC}/IMATVMATBeam/RTPlanIMATVMATBeam.dcm",
+    "ARTI sliding window (5 fields)": f"{ARTI}/SlidingWindowBeam/RTPlanSlidingWindowBeam.dcm",
+    "TPPC sliding window (5 fields)": f"{TPPC}/SlidingWindowBeam/RTPlanSlidingWindowBeam.dcm",
+}
+MACHINE = "truebeam-millennium120"
+ANSWERS_TO = "IHE_V120"  # the Treatment Machine Name these plans ask for
+TARGET_RATIO = 1000.0
+TARGET_WALL_S = 0.5
+TARGET_PEAK_MB = 200.0
+
+
+def deliver_once(plan_path: Path, out_dir: Path, seed: int) -> float:
+    """Parse, check, simulate, build and write one fraction; return the simulated session time in s."""
+    from datetime import datetime
+
+    from machine_models import load_model
+    from simulators.devices.session import DeliverySession, SessionRequest
+    from simulators.plans.dicom_reader import read_dataset_file
+    from simulators.records.beams_record import write_record
+    from simulators.records.summary import build_summary, write_summary
+
+    machine = load_model(MACHINE)
+    dataset = read_dataset_file(plan_path)
+    outcome = DeliverySession(
+        SessionRequest(
+            plan_dataset=dataset,
+            machine=machine,
+            source=str(plan_path),
+            answers_to=ANSWERS_TO,
+            seed=seed,
+            session_start=datetime(2026, 1, 1, 8, 0, 0),
+            require_approved=False,  # every IHE-RO plan is UNAPPROVED
+        )
+    ).run()
+    if outcome.refused or outcome.record is None or outcome.result is None:
+        raise SystemExit(f"{plan_path}: not delivered: {outcome.refused_reasons}")
+    record_path = out_dir / f"RTRECORD_{outcome.record.SOPInstanceUID}.dcm"
+    write_record(outcome.record, record_path)
+    write_summary(out_dir / "summary.json", build_summary(outcome.plan, outcome.result, record_path, machine))
+    return float(outcome.result.end_time_s)
+
+
+def child(plan_path: Path, repeat: int) -> dict:
+    """Run in the measuring subprocess: timings and memory for one plan, as a JSON-ready dict."""
+    import resource
+    import tracemalloc
+
+    import numpy  # noqa: F401  (imports are not part of a delivery: load them before timing)
+    import pydicom  # noqa: F401
+    import simpy  # noqa: F401
+
+    walls: list[float] = []
+    sim_s = 0.0
+    with tempfile.TemporaryDirectory(prefix="rtsim-bench-") as tmp:
+        for run in range(repeat):
+            out = Path(tmp) / f"run{run}"
+            out.mkdir()
+            started = time.perf_counter()
+            sim_s = deliver_once(plan_path, out, seed=run)
+            walls.append(time.perf_counter() - started)
+        tracemalloc.start()
+        deliver_once(plan_path, Path(tmp), seed=0)
+        _, traced_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: kB
+    return {
+        "walls_s": walls,
+        "sim_s": sim_s,
+        "traced_peak_mb": traced_peak / 1e6,
+        "maxrss_mb": maxrss_kb / 1024,
+    }
+
+
+def measure(plan_path: Path, repeat: int) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", str(plan_path), "--repeat", str(repeat)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO_ROOT,
+        timeout=600,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"{plan_path}: benchmark child failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="deliveries per plan (default 5)")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.repeat)))
+        return 0
+
+    print(f"issue 2: fast-mode delivery of IHE-RO plans on {MACHINE}, parse + simulate + write record")
+    header = ("sim s", 8), ("cold s", 7), ("warm s", 7), ("ratio", 9), ("RSS MB", 7), ("py MB", 6)
+    print(f"{'plan':32s} " + " ".join(f"{name:>{width}s}" for name, width in header))
+    all_ok = True
+    for label, relative in PLANS.items():
+        m = measure(IHE_RO_DIR / relative, args.repeat)
+        cold = m["walls_s"][0]
+        warm = median(m["walls_s"][1:]) if len(m["walls_s"]) > 1 else cold
+        worst = max(m["walls_s"])
+        ratio = m["sim_s"] / worst
+        ok = ratio >= TARGET_RATIO and worst < TARGET_WALL_S and m["maxrss_mb"] < TARGET_PEAK_MB
+        all_ok &= ok
+        print(
+            f"{label:32s} {m['sim_s']:8.1f} {cold:7.3f} {warm:7.3f} {ratio:8.0f}x "
+            f"{m['maxrss_mb']:7.1f} {m['traced_peak_mb']:6.1f}  {verdict(ok)}"
+        )
+    print(
+        f"ratio = simulated session time / slowest wall time of {args.repeat} runs; "
+        f"targets: >= {TARGET_RATIO:.0f}x, < {TARGET_WALL_S} s per plan, peak RSS < {TARGET_PEAK_MB:.0f} MB"
+    )
+    print(f"issue 2 benchmark: {verdict(all_ok)}")
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
