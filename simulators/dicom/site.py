@@ -43,6 +43,8 @@ LOG = logging.getLogger(__name__)
 
 # (device AE title, SessionRequest) -> options for DeliverySession (bus, engine_hooks, engine_options)
 SessionOptionsFactory = Callable[[str, SessionRequest], dict[str, Any]]
+# DeviceSpec -> extra keyword arguments for its Device (checkpoint, network_faults, sleep)
+DeviceOptionsFactory = Callable[["DeviceSpec"], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,10 @@ class LocalSite:
     """An embedded TMS (UPS + separate OST AE) and devices, all on 127.0.0.1 ephemeral ports.
 
     ``session_options`` lets a caller attach a bus and engine hooks to every delivery (faults, traces,
-    a console). Use as a context manager, or call :meth:`start` / :meth:`stop`.
+    a console); ``device_options`` gives each :class:`Device` extra arguments (checkpoint, network
+    faults, sleep). With ``external_tms`` (and ``external_ost``, default the TMS) no TMS is started: the
+    devices work for that TMS, listening on ``device_port_base + index`` (0: ephemeral) so that it can
+    be told where they are. Use as a context manager, or call :meth:`start` / :meth:`stop`.
     """
 
     def __init__(
@@ -82,6 +87,10 @@ class LocalSite:
         session_options: SessionOptionsFactory | None = None,
         tms_ae_title: str = "TMS",
         ost_ae_title: str = "OST",
+        device_options: DeviceOptionsFactory | None = None,
+        external_tms: Peer | None = None,
+        external_ost: Peer | None = None,
+        device_port_base: int = 0,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.specs = list(devices)
@@ -89,13 +98,22 @@ class LocalSite:
         self.session_options = session_options
         self.tms_ae_title = tms_ae_title
         self.ost_ae_title = ost_ae_title
+        self.device_options = device_options
+        self.external_tms = external_tms
+        self.external_ost = external_ost or external_tms
+        self.device_port_base = device_port_base
+        if external_tms is not None:
+            self.tms_ae_title = external_tms.ae_title
+            self.ost_ae_title = self.external_ost.ae_title
         self.tms: TmsServer | None = None
         self.devices: dict[str, SiteDevice] = {}
+        self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> LocalSite:
-        if self.tms is not None:
+        if self._started:
             return self
+        self._started = True
         placeholder = Peer(self.tms_ae_title, "127.0.0.1", 1)
         for index, spec in enumerate(self.specs):
             model = load_model(spec.machine)
@@ -111,9 +129,14 @@ class LocalSite:
                 seed=self.seed + index,
                 retry=RetryPolicy(attempts=3, first_delay_s=0.2),
                 workitem_code=workitem_code(workitem),
+                port=self.device_port_base + index if self.device_port_base else 0,
             )
-            device = Device(config, deliver=self._deliver_for(spec.ae_title)).start()
+            extra = self.device_options(spec) if self.device_options else {}
+            device = Device(config, deliver=self._deliver_for(spec.ae_title), **extra).start()
             self.devices[spec.ae_title] = SiteDevice(spec, model, device)
+        if self.external_tms is not None:
+            self._point_devices_at(self.external_tms, self.external_ost)
+            return self
         tms = TmsServer(
             TmsConfig(
                 data_dir=self.data_dir / "tms",
@@ -127,12 +150,13 @@ class LocalSite:
         )
         tms.start()
         self.tms = tms
+        self._point_devices_at(self.tms_peer, self.ost_peer)
+        return self
+
+    def _point_devices_at(self, tms: Peer, ost: Peer) -> None:
         for site_device in self.devices.values():
             device = site_device.device
-            device.config = dataclasses.replace(
-                device.config, tms=self.tms_peer, peers={self.ost_ae_title: self.ost_peer}
-            )
-        return self
+            device.config = dataclasses.replace(device.config, tms=tms, peers={ost.ae_title: ost})
 
     def stop(self) -> None:
         for site_device in self.devices.values():
@@ -140,6 +164,7 @@ class LocalSite:
         if self.tms is not None:
             self.tms.stop()
             self.tms = None
+        self._started = False
 
     def __enter__(self) -> LocalSite:
         return self.start()
@@ -150,12 +175,16 @@ class LocalSite:
     # -- addresses ---------------------------------------------------------------------------------
     @property
     def tms_peer(self) -> Peer:
+        if self.external_tms is not None:
+            return self.external_tms
         if self.tms is None:
             raise RtsimError("the site is not started")
         return Peer(self.tms_ae_title, "127.0.0.1", self.tms.port)
 
     @property
     def ost_peer(self) -> Peer:
+        if self.external_ost is not None:
+            return self.external_ost
         if self.tms is None:
             raise RtsimError("the site is not started")
         return Peer(self.ost_ae_title, "127.0.0.1", self.tms.ost_port)

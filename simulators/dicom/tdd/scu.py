@@ -13,6 +13,7 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -62,6 +63,29 @@ class MoveResult:
         return self.status == 0x0000 and self.failed == 0
 
 
+@dataclass(frozen=True, slots=True)
+class InjectedNetworkFault:
+    """What an injected network fault does to one attempt of one DIMSE operation (scenarios, tests).
+
+    ``refuse_association``: no association (as if the peer were unreachable; the retry policy applies).
+    ``status``: the peer "answers" this status without the request being sent (e.g. C-STORE 0xA700).
+    ``abort``: ``"before"`` the request is sent, or ``"after"`` the peer processed it but before the
+    device saw the response (the device cannot know whether it took effect).
+    ``delay_s``: a slow response; at or beyond the DIMSE timeout it is a timeout (abort after).
+    """
+
+    description: str
+    refuse_association: bool = False
+    status: int | None = None
+    abort: str | None = None
+    delay_s: float = 0.0
+
+
+# (operation, what, peer) -> the fault for this attempt, or None; called once per association attempt.
+# operation is one of "C-ECHO", "C-FIND", "C-MOVE", "N-ACTION", "N-SET", "C-STORE".
+NetworkFaultHook = Callable[[str, str, Peer], "InjectedNetworkFault | None"]
+
+
 def set_tcp_nodelay(event: evt.Event) -> None:
     """``EVT_CONN_OPEN`` handler: disable Nagle's algorithm (as dcmtk does by default).
 
@@ -91,12 +115,14 @@ class PeerClient:
         policy: RetryPolicy,
         sleep: Callable[[float], object],
         timeouts: Timeouts | None = None,
+        faults: NetworkFaultHook | None = None,
     ) -> None:
         self.calling_ae = calling_ae
         self.peer = peer
         self.policy = policy
         self.sleep = sleep
         self.timeouts = timeouts or Timeouts()
+        self.faults = faults  # off by default: only scenarios and tests inject network faults
 
     # -- plumbing --------------------------------------------------------------------------------
     def _ae(self, contexts: list[tuple[str, list[str] | None]]) -> AE:
@@ -129,17 +155,67 @@ class PeerClient:
         raise AssociationFailedError(f"{what}: {self.peer}: {detail}")
 
     def _run(
-        self, contexts: list[tuple[str, list[str] | None]], what: str, body: Callable[[Association], object]
+        self,
+        contexts: list[tuple[str, list[str] | None]],
+        what: str,
+        body: Callable[[Association], Any],
+        operation: str = "",
+        answer: Callable[[int], Any] | None = None,
     ):
+        """One operation on its own association, retried; ``answer(status)`` builds the result of an
+        injected failure status (operations without it turn one into a PeerCommunicationError)."""
+
         def once():
-            assoc = self._associate(contexts, what)
-            try:
-                return body(assoc)
-            finally:
-                if assoc.is_established:
-                    assoc.release()
+            fault = self.faults(operation, what, self.peer) if self.faults is not None else None
+            if fault is None:
+                return self._attempt(contexts, what, body)
+            return self._faulty_attempt(contexts, what, body, fault, answer)
 
         return call_with_retry(once, self.policy, self.sleep, what)
+
+    def _attempt(self, contexts, what: str, body: Callable[[Association], Any]):
+        assoc = self._associate(contexts, what)
+        try:
+            return body(assoc)
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+    def _faulty_attempt(
+        self, contexts, what: str, body, fault: InjectedNetworkFault, answer: Callable[[int], Any] | None
+    ):
+        injected = f"(injected: {fault.description})"
+        if fault.refuse_association:
+            raise AssociationFailedError(f"{what}: {self.peer}: no association {injected}")
+        if fault.status is not None:
+            if answer is None:
+                raise PeerCommunicationError(
+                    f"{what}: {self.peer}: failed with status 0x{fault.status:04X} {injected}"
+                )
+            return answer(fault.status)
+        abort = fault.abort
+        if fault.delay_s > 0:
+            if fault.delay_s >= self.timeouts.dimse_s:
+                abort = "after"
+                timeout = f"no response within the {self.timeouts.dimse_s:g} s DIMSE timeout"
+                injected = f"(injected: {fault.description}; {timeout})"
+            else:
+                self.sleep(fault.delay_s)
+        assoc = self._associate(contexts, what)
+        try:
+            if abort == "before":
+                assoc.abort()
+                raise PeerCommunicationError(f"{what}: {self.peer}: association aborted {injected}")
+            result = body(assoc)
+            if abort == "after":
+                assoc.abort()
+                raise PeerCommunicationError(
+                    f"{what}: {self.peer}: association aborted before the response arrived {injected}"
+                )
+            return result
+        finally:
+            if assoc.is_established:
+                assoc.release()
 
     def _lost(self, what: str) -> PeerCommunicationError:
         return PeerCommunicationError(f"{what}: {self.peer}: no response (association aborted or timed out)")
@@ -154,7 +230,7 @@ class PeerClient:
                 raise self._lost(what)
             return status
 
-        return self._run([(Verification, None)], what, body)
+        return self._run([(Verification, None)], what, body, "C-ECHO", lambda status: status)
 
     def find_workitems(self, identifier: Dataset, what: str) -> list[Dataset]:
         """UPS Pull C-FIND; the pending identifiers, or PeerCommunicationError if it did not finish."""
@@ -174,7 +250,7 @@ class PeerClient:
                 raise PeerCommunicationError(f"{what}: {self.peer}: C-FIND failed with status 0x{final:04X}")
             return found
 
-        return self._run([(UnifiedProcedureStepPull, None)], what, body)
+        return self._run([(UnifiedProcedureStepPull, None)], what, body, "C-FIND")
 
     def move(self, identifier: Dataset, destination_ae: str, what: str) -> MoveResult:
         """Study Root C-MOVE to ``destination_ae``; the final status and counts."""
@@ -200,7 +276,13 @@ class PeerClient:
                 count("NumberOfWarningSuboperations"),
             )
 
-        return self._run([(StudyRootQueryRetrieveInformationModelMove, None)], what, body)
+        return self._run(
+            [(StudyRootQueryRetrieveInformationModelMove, None)],
+            what,
+            body,
+            "C-MOVE",
+            lambda status: MoveResult(status, 0, 1, 0),
+        )
 
     def n_action(
         self, info: Dataset, action_type: int, ups_uid: str, what: str, watch: bool = False
@@ -217,7 +299,7 @@ class PeerClient:
                 raise self._lost(what)
             return status, reply
 
-        return self._run([(context, None)], what, body)
+        return self._run([(context, None)], what, body, "N-ACTION", lambda status: (status, None))
 
     def n_set(self, modification: Dataset, ups_uid: str, what: str) -> int:
         """UPS N-SET (Push class UID on the Pull context); the status."""
@@ -231,7 +313,7 @@ class PeerClient:
                 raise self._lost(what)
             return status
 
-        return self._run([(UnifiedProcedureStepPull, None)], what, body)
+        return self._run([(UnifiedProcedureStepPull, None)], what, body, "N-SET", lambda status: status)
 
     def store(self, ds: Dataset, what: str) -> int:
         """C-STORE ``ds`` (its file meta must give the transfer syntax); the status."""
@@ -246,4 +328,4 @@ class PeerClient:
                 raise self._lost(what)
             return status
 
-        return self._run([(str(ds.SOPClassUID), syntaxes)], what, body)
+        return self._run([(str(ds.SOPClassUID), syntaxes)], what, body, "C-STORE", lambda status: status)

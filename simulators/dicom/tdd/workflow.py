@@ -46,7 +46,7 @@ from simulators.dicom.tdd.retry import (
     AssociationFailedError,
     PeerCommunicationError,
 )
-from simulators.dicom.tdd.scu import PeerClient
+from simulators.dicom.tdd.scu import NetworkFaultHook, PeerClient
 from simulators.errors import PlanReadError, RtsimError
 from simulators.plans.model import BeamTask
 
@@ -146,11 +146,13 @@ class Device:
         sleep: Callable[[float], object] | None = None,
         now: Callable[[], datetime] | None = None,
         checkpoint: Callable[[str, str], None] | None = None,
+        network_faults: NetworkFaultHook | None = None,
     ) -> None:
         """``checkpoint(name, ups_uid)`` is called at each step (fault injection and tests may raise).
 
         Checkpoints: ``before_claim``, ``claimed``, ``delivering``, ``record_journaled``,
-        ``record_stored``, ``before_final``.
+        ``record_stored``, ``before_final``. ``network_faults`` is handed to every
+        :class:`~simulators.dicom.tdd.scu.PeerClient` (injected network faults; off by default).
         """
         self.config = config
         self.deliver = deliver or session_deliver
@@ -158,6 +160,7 @@ class Device:
         self.sleep = sleep or time.sleep
         self.now = now or datetime.now
         self.checkpoint = checkpoint or (lambda name, ups_uid: None)
+        self.network_faults = network_faults
         self.journal: Journal | None = None
         self.listener = DeviceListener(config.ae_title, config.host, config.port, self._on_cancel_requested)
         self._lock = threading.Lock()
@@ -201,6 +204,7 @@ class Device:
             policy=self.config.retry if retry else NO_RETRY,
             sleep=self.sleep,
             timeouts=self.config.timeouts,
+            faults=self.network_faults,
         )
 
     @property
