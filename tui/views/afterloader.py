@@ -1,0 +1,1 @@
+"""The afterloader view (registered only when the afterloader simulator exists)."""

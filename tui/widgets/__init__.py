@@ -1,0 +1,1 @@
+"""Console widgets: machine cards and the event log."""
