@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_parser.add_argument("--seed", type=int, default=0)
     run_parser.add_argument("--poll", type=float, default=5.0, help="worklist poll interval in seconds")
     run_parser.add_argument("--once", action="store_true", help="one pass: recover, deliver at most one item")
+    run_parser.add_argument(
+        "--console", action="store_true", help="watch the device in the training console (a terminal UI)"
+    )
+    run_parser.add_argument(
+        "--speed", type=float, default=10.0, help="with --console: clock, simulated s per wall s (default 10)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         poll_interval_s=args.poll,
         workitem_code=workitem_code(driver_for(model.kind).workitem_code_value),
     )
+    if getattr(args, "console", False):
+        return _run_console(config, args.speed)
     logging.getLogger("simulators.dicom.tdd").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(message)s")
@@ -82,3 +90,13 @@ def _stdout_handler() -> logging.Handler:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     return handler
+
+
+def _run_console(config: DeviceConfig, speed: float) -> int:
+    """The device works through its worklist (auto mode) while the console shows it live."""
+    from simulators.cli.console import require_terminal, run_console
+
+    require_terminal()
+    from tui.local import device_clinic  # lazy: Textual only when the console starts
+
+    return run_console(device_clinic([config], speed=speed, auto=True))
