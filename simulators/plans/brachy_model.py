@@ -75,6 +75,7 @@ class BrachyChannel:
     source_applicator_length_mm: float | None = None
     transfer_tube_number: int | None = None
     transfer_tube_length_mm: float | None = None
+    step_size_mm: float | None = None  # Source Applicator Step Size (300A,02A0), when given
 
     @property
     def control_point_count(self) -> int:

@@ -389,6 +389,7 @@ def _read_channel(
         source_applicator_length_mm=_float(item, "SourceApplicatorLength", where),
         transfer_tube_number=_int(item, "TransferTubeNumber", where),
         transfer_tube_length_mm=_float(item, "TransferTubeLength", where),
+        step_size_mm=_float(item, "SourceApplicatorStepSize", where),
     )
 
 
