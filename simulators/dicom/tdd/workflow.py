@@ -46,7 +46,7 @@ from simulators.dicom.tdd.retry import (
     AssociationFailedError,
     PeerCommunicationError,
 )
-from simulators.dicom.tdd.scu import NetworkFaultHook, PeerClient
+from simulators.dicom.tdd.scu import AssociationPool, NetworkFaultHook, PeerClient
 from simulators.errors import PlanReadError, RtsimError
 from simulators.plans.model import BeamTask
 
@@ -171,6 +171,8 @@ class Device:
         self._claim_failure = ""
         self._final_failure = ""
         self._delivery_progress_seen = False
+        # consecutive operations of one pass reuse an association per peer (closed after each pass)
+        self._pool = AssociationPool()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Device:
@@ -179,6 +181,7 @@ class Device:
         return self
 
     def close(self) -> None:
+        self._pool.close()
         self.listener.stop()
 
     def __enter__(self) -> Device:
@@ -205,6 +208,7 @@ class Device:
             sleep=self.sleep,
             timeouts=self.config.timeouts,
             faults=self.network_faults,
+            pool=self._pool,
         )
 
     @property
@@ -243,13 +247,16 @@ class Device:
         """Recovery, then one worklist query; delivers at most one workitem."""
         if self.journal is None:
             raise RtsimError("Device.run_once() before start()")
-        outcomes = self.recover()
-        for item in self.query_worklist():
-            outcome = self.process(item)
-            outcomes.append(outcome)
-            if outcome.state != OutcomeState.NOT_CLAIMED:
-                break
-        return outcomes
+        try:
+            outcomes = self.recover()
+            for item in self.query_worklist():
+                outcome = self.process(item)
+                outcomes.append(outcome)
+                if outcome.state != OutcomeState.NOT_CLAIMED:
+                    break
+            return outcomes
+        finally:
+            self._pool.close()  # no association is held open between passes
 
     # -- RO-58 -----------------------------------------------------------------------------------
     def query_worklist(self) -> list[msg.Workitem]:
