@@ -43,7 +43,11 @@ class DeviceDriver(Protocol):
         ...
 
     def build_program(self, plan: Any, machine: MachineModel, tasks: Sequence[Any] | None) -> DeliveryProgram:
-        """Typed plan -> segments with durations (kinematics)."""
+        """Typed plan -> segments with durations (kinematics).
+
+        A driver with a true ``uses_treatment_time`` attribute is also passed ``treatment_time=`` (the
+        session start, a datetime): the afterloader corrects dwell times for source decay with it.
+        """
         ...
 
     def build_record(

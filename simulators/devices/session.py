@@ -124,8 +124,10 @@ class DeliverySession:
         if reasons:
             return SessionOutcome(refused_reasons=reasons, plan=plan)
         request = self.request
-        program = self.driver.build_program(plan, request.machine, request.beam_tasks)
         session_start = request.session_start or datetime.now().replace(microsecond=0)
+        # a driver whose physics depends on the date (source decay) gets the treatment time
+        timed = {"treatment_time": session_start} if getattr(self.driver, "uses_treatment_time", 0) else {}
+        program = self.driver.build_program(plan, request.machine, request.beam_tasks, **timed)
         engine = DeliveryEngine(
             program, bus=self.bus, seed=request.seed, session_start=session_start, **self.engine_options
         )

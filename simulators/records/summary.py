@@ -14,6 +14,9 @@
   ``total_time_s`` (including motion and holds), ``termination_status``, ``termination_code``,
   ``limiting_axis`` (the axis that limited the speed longest) and ``limiting_axis_share`` (axis -> fraction
   of the unit's time it limited).
+* ``afterloader`` (afterloaders only): the decay correction factor, the installed source's strength at
+  treatment time, pulses, and per channel the dwell, transit and check-cable times
+  (:func:`simulators.records.brachy_record.brachy_summary_fields`).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def build_summary(
     """
     identity = plan.identity
     units = [_unit_summary(unit, _plan_meterset(plan, unit.number)) for unit in result.units]
-    return {
+    summary = {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "plan_uid": identity.sop_instance_uid,
         "plan_label": identity.label,
@@ -66,6 +69,11 @@ def build_summary(
         "unit_kind": UNIT_KINDS.get(result.device_kind, "unit"),
         "units": units,
     }
+    if result.device_kind == "afterloader" and machine.afterloader is not None:
+        from simulators.records.brachy_record import brachy_summary_fields  # the afterloader's own block
+
+        summary["afterloader"] = brachy_summary_fields(plan, result, machine)
+    return summary
 
 
 def write_summary(path: str | os.PathLike[str], summary: dict[str, Any]) -> Path:
@@ -136,8 +144,9 @@ def _unit_summary(unit: UnitResult, plan_meterset: float | None) -> dict[str, An
 def _plan_meterset(plan: Any, number: int) -> float | None:
     """The plan's full meterset for unit ``number`` (first fraction group that lists it), if known."""
     for group in getattr(plan, "fraction_groups", ()):
-        if number in group.beam_metersets_mu:
-            return float(group.beam_metersets_mu[number])
+        metersets = getattr(group, "beam_metersets_mu", {})  # brachy fraction groups have none
+        if number in metersets:
+            return float(metersets[number])
     return None
 
 
