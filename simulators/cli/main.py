@@ -18,6 +18,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "deliver": ("deliver", "deliver one RT Plan offline: record + summary.json out"),
     "tms": ("tms", "the embedded TMS: serve, schedule, worklist"),
     "device": ("device", "run a virtual device against a TMS (IHE-RO TDW-II)"),
+    "scenario": (
+        "scenario",
+        "failure-injection scenarios: list, run FILE [--junit out.xml] [--tms AE@host:port]",
+    ),
     "console": ("console", "the training console: a terminal UI over an embedded clinic"),
 }
 
