@@ -24,9 +24,12 @@ from typing import Any
 
 from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import (
+    RTBeamsTreatmentRecordStorage,
+    RTBrachyTreatmentRecordStorage,
+    RTIonBeamsTreatmentRecordStorage,
     StudyRootQueryRetrieveInformationModelMove,
     UnifiedProcedureStepPull,
     UnifiedProcedureStepPush,
@@ -119,7 +122,36 @@ POOLED_CONTEXTS: tuple[str, ...] = (
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
+#: Storage contexts a pooled association also requests: the records a device stores (RO-63).
+POOLED_STORAGE: tuple[str, ...] = (
+    RTBeamsTreatmentRecordStorage,
+    RTBrachyTreatmentRecordStorage,
+    RTIonBeamsTreatmentRecordStorage,
+)
+POOLED_STORAGE_SYNTAXES: list[str] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
 PoolKey = tuple[str, str, int, str]  # calling AE, host, port, called AE
+Contexts = list[tuple[str, list[str] | None]]  # (abstract syntax, transfer syntaxes or None: default)
+
+
+def _covers(assoc: Association, contexts: Contexts) -> bool:
+    """Whether ``assoc`` accepted every context; with transfer syntaxes, the first one (the data's)."""
+    accepted: dict[str, set[str]] = {}
+    for cx in assoc.accepted_contexts:
+        accepted.setdefault(str(cx.abstract_syntax), set()).update(str(ts) for ts in cx.transfer_syntax)
+    for abstract, syntaxes in contexts:
+        if abstract not in accepted or (syntaxes and str(syntaxes[0]) not in accepted[abstract]):
+            return False
+    return True
+
+
+def pooled_request(contexts: Contexts) -> Contexts:
+    """The contexts to request for a new pooled association: the operation's own, then the pooled ones."""
+    wanted = list(contexts)
+    have = {abstract for abstract, _ in contexts}
+    wanted += [(abstract, None) for abstract in POOLED_CONTEXTS if abstract not in have]
+    # one context per transfer syntax, so that a record in either syntax finds its context accepted
+    wanted += [(a, [ts]) for a in POOLED_STORAGE if a not in have for ts in POOLED_STORAGE_SYNTAXES]
+    return wanted
 
 
 class AssociationPool:
@@ -127,26 +159,28 @@ class AssociationPool:
 
     Thread-safe: :meth:`take` checks an association out (no other thread can use it meanwhile) and
     :meth:`give_back` returns it. An association idle longer than ``max_idle_s``, or no longer
-    established (the peer released, aborted or restarted), is never reused. :meth:`close` releases all.
+    established (the peer released, aborted or restarted), is never reused; a timer releases idle ones
+    after ``max_idle_s``, so no association is held open between a device's polls. :meth:`close`
+    releases all at once.
     """
 
     def __init__(self, max_idle_s: float = 2.0) -> None:
         self.max_idle_s = max_idle_s
         self._idle: dict[PoolKey, tuple[Association, float]] = {}
         self._lock = threading.Lock()
+        self._reaper: threading.Timer | None = None
 
-    def take(self, key: PoolKey, abstract_syntaxes: list[str]) -> Association | None:
-        """An idle association for ``key`` whose accepted contexts cover ``abstract_syntaxes``, or None."""
+    def take(self, key: PoolKey, contexts: Contexts) -> Association | None:
+        """An idle association for ``key`` that accepted ``contexts``, or None."""
         with self._lock:
             found = self._idle.pop(key, None)
         if found is None:
             return None
         assoc, idle_since = found
-        accepted = {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
-        usable = assoc.is_established and not assoc.is_aborted and set(abstract_syntaxes) <= accepted
+        usable = assoc.is_established and not assoc.is_aborted and _covers(assoc, contexts)
         if usable and time.monotonic() - idle_since <= self.max_idle_s:
             return assoc
-        _release_quietly(assoc)
+        _release_quietly(assoc)  # gone, stale, or without the context this operation needs
         return None
 
     def give_back(self, key: PoolKey, assoc: Association) -> None:
@@ -156,15 +190,48 @@ class AssociationPool:
         with self._lock:
             previous = self._idle.pop(key, None)
             self._idle[key] = (assoc, time.monotonic())
+            if self._reaper is None:
+                self._reaper = threading.Timer(self.max_idle_s, self._reap)
+                self._reaper.daemon = True
+                self._reaper.start()
         if previous is not None:
             _release_quietly(previous[0])
+
+    def _reap(self) -> None:
+        """Release the associations idle for ``max_idle_s``; re-arm while some are left."""
+        now = time.monotonic()
+        with self._lock:
+            stale = [k for k, (_, since) in self._idle.items() if now - since >= self.max_idle_s]
+            released = [self._idle.pop(k)[0] for k in stale]
+            self._reaper = None
+            if self._idle:
+                oldest = min(since for _, since in self._idle.values())
+                self._reaper = threading.Timer(max(0.05, oldest + self.max_idle_s - now), self._reap)
+                self._reaper.daemon = True
+                self._reaper.start()
+        for assoc in released:
+            _release_quietly(assoc)
 
     def close(self) -> None:
         """Release every idle association."""
         with self._lock:
             idle, self._idle = list(self._idle.values()), {}
+            reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            reaper.cancel()
         for assoc, _ in idle:
             _release_quietly(assoc)
+
+
+def _identifier_logging_as_logger() -> None:
+    """Let pynetdicom pretty-print C-FIND/C-MOVE identifiers only when its logger would show them.
+
+    With its default settings pynetdicom formats every request and response identifier line by line
+    (tens of ms per worklist query) even when its logger discards them.
+    """
+    enabled = logging.getLogger("pynetdicom").isEnabledFor(logging.INFO)
+    _config.LOG_REQUEST_IDENTIFIERS = enabled
+    _config.LOG_RESPONSE_IDENTIFIERS = enabled
 
 
 def _release_quietly(assoc: Association) -> None:
@@ -247,9 +314,9 @@ class PeerClient:
         return call_with_retry(once, self.policy, self.sleep, what)
 
     def _attempt(self, contexts, what: str, body: Callable[[Association], Any]):
-        abstracts = [abstract for abstract, _ in contexts]
+        _identifier_logging_as_logger()
         pooled = self.pool is not None and all(
-            syntaxes is None and abstract in POOLED_CONTEXTS for abstract, syntaxes in contexts
+            abstract in POOLED_CONTEXTS or abstract in POOLED_STORAGE for abstract, _ in contexts
         )
         if not pooled:
             assoc = self._associate(contexts, what)
@@ -260,10 +327,9 @@ class PeerClient:
                     assoc.release()
         assert self.pool is not None
         key = (self.calling_ae, self.peer.host, self.peer.port, self.peer.ae_title)
-        assoc = self.pool.take(key, abstracts)
+        assoc = self.pool.take(key, contexts)
         if assoc is None:
-            wanted = abstracts + [c for c in POOLED_CONTEXTS if c not in abstracts]
-            assoc = self._associate([(abstract, None) for abstract in wanted], what)
+            assoc = self._associate(pooled_request(contexts), what)
         done = False
         try:
             result = body(assoc)

@@ -171,7 +171,7 @@ class Device:
         self._claim_failure = ""
         self._final_failure = ""
         self._delivery_progress_seen = False
-        # consecutive operations of one pass reuse an association per peer (closed after each pass)
+        # consecutive operations reuse an association per peer (released after 2 s idle, and on close)
         self._pool = AssociationPool()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -247,16 +247,13 @@ class Device:
         """Recovery, then one worklist query; delivers at most one workitem."""
         if self.journal is None:
             raise RtsimError("Device.run_once() before start()")
-        try:
-            outcomes = self.recover()
-            for item in self.query_worklist():
-                outcome = self.process(item)
-                outcomes.append(outcome)
-                if outcome.state != OutcomeState.NOT_CLAIMED:
-                    break
-            return outcomes
-        finally:
-            self._pool.close()  # no association is held open between passes
+        outcomes = self.recover()
+        for item in self.query_worklist():
+            outcome = self.process(item)
+            outcomes.append(outcome)
+            if outcome.state != OutcomeState.NOT_CLAIMED:
+                break
+        return outcomes
 
     # -- RO-58 -----------------------------------------------------------------------------------
     def query_worklist(self) -> list[msg.Workitem]:
