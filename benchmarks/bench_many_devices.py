@@ -1,9 +1,10 @@
 """Issue 3: 20 devices against one TMS for 200 fractions in fast mode: throughput and integrity.
 
-An embedded TMS (UPS SCP + separate OST AE) and ``--devices`` virtual linacs run on 127.0.0.1. All the
-devices serve the same station, so every worklist item is contended by every device (the claim race of
-RO-60 is exercised on each item). ``--fractions`` fractions of a small static MLC plan are scheduled for
-today, then every device works in its own thread until the worklist is empty.
+An embedded TMS (UPS SCP + separate OST AE) and ``--devices`` virtual linacs run on 127.0.0.1, spread
+over ``--stations`` stations (default 10: two linacs share each station's worklist, so every item is
+contended by two devices and the RO-60 claim race is exercised all the time). ``--fractions`` fractions
+of small static MLC plans (one patient per station) are scheduled for today, then every device works in
+its own thread until the worklist is empty.
 
 Verified from the TMS's own stores after the run (not from what the devices say):
 * every workitem is COMPLETED, claimed by exactly one device (its performer AE), and exactly one device
@@ -13,7 +14,7 @@ Verified from the TMS's own stores after the run (not from what the devices say)
 
 Printed: fractions per second (wall), claim races lost, and the verdict.
 
-    .venv/bin/python benchmarks/bench_many_devices.py [--devices 20] [--fractions 200]
+    .venv/bin/python benchmarks/bench_many_devices.py [--devices 20] [--stations 10] [--fractions 200]
 """
 
 from __future__ import annotations
@@ -33,29 +34,39 @@ STATION = "LINAC1"
 RT_BEAMS_TREATMENT_RECORD = "1.2.840.10008.5.1.4.1.1.481.4"
 
 
-def run(devices: int, fractions: int, data_dir: Path) -> int:
+def run(devices: int, stations: int, fractions: int, data_dir: Path) -> int:
     from simulators.dicom.site import DeviceSpec, LocalSite
     from simulators.dicom.tms.client import schedule_plan
     from simulators.plans.samples.linac import sample_linac_plan
 
+    station_names = [f"{STATION}{n:02d}" for n in range(1, stations + 1)]
     specs = [
-        DeviceSpec(machine="truebeam-millennium120", station=STATION, ae_title=f"LINAC{n:02d}")
-        for n in range(1, devices + 1)
+        DeviceSpec(
+            machine="truebeam-millennium120",
+            station=station_names[n % stations],
+            ae_title=f"LINAC{n + 1:02d}",
+        )
+        for n in range(devices)
     ]
-    plan = sample_linac_plan("static-mlc", fractions=fractions)
+    per_station = [fractions // stations + (1 if n < fractions % stations else 0) for n in range(stations)]
     now = datetime.now()
     start = max(now - timedelta(minutes=10), now.replace(hour=0, minute=0, second=1, microsecond=0))
     with LocalSite(data_dir, specs) as site:
         began = time.perf_counter()
-        scheduled = schedule_plan(
-            plan,
-            STATION,
-            fractions,
-            tms=site.tms_peer,
-            ost=site.ost_peer,
-            start=start,
-            fraction_interval=timedelta(milliseconds=10),
-        )
+        scheduled = []
+        for station, count in zip(station_names, per_station, strict=True):
+            if count == 0:
+                continue
+            plan = sample_linac_plan("static-mlc", patient_id=f"RTSIM-{station}", fractions=count)
+            scheduled += schedule_plan(
+                plan,
+                station,
+                count,
+                tms=site.tms_peer,
+                ost=site.ost_peer,
+                start=start,
+                fraction_interval=timedelta(milliseconds=10),
+            )
         scheduling_s = time.perf_counter() - began
         began = time.perf_counter()
         outcomes = site.run_until_idle(max_rounds=fractions + 10)
@@ -101,7 +112,10 @@ def run(devices: int, fractions: int, data_dir: Path) -> int:
 
     ok = not problems
     rate = len(uids) / work_s
-    print(f"issue 3: {devices} devices, one TMS, {len(uids)} fractions on one station (fast mode, loopback)")
+    print(
+        f"issue 3: {devices} devices on {stations} stations, one TMS, {len(uids)} fractions "
+        "(fast mode, loopback)"
+    )
     print(f"  scheduling (C-STORE plan + BDI, N-CREATE per fraction): {scheduling_s:6.1f} s")
     print(f"  delivering every fraction:                           {work_s:6.1f} s")
     print(f"  throughput: {rate:.2f} fractions/s   ({work_s / len(uids) * 1000:.0f} ms per fraction overall)")
@@ -131,12 +145,13 @@ def _output_record_uids(ups) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=20)
+    parser.add_argument("--stations", type=int, default=10, help="devices share these stations' worklists")
     parser.add_argument("--fractions", type=int, default=200)
     args = parser.parse_args(argv)
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     logging.getLogger("simulators").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="rtsim-bench-") as tmp:
-        return run(args.devices, args.fractions, Path(tmp))
+        return run(args.devices, max(1, min(args.stations, args.devices)), args.fractions, Path(tmp))
 
 
 if __name__ == "__main__":
