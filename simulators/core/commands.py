@@ -94,6 +94,18 @@ class BeamOnKey(Command):
     """Manual mode: the operator's beam-on key releases the beam (engine option ``beam_on_key``)."""
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceFault(Command):
+    """A device-specific fault its driver models itself (an afterloader's stuck source, a battery retraction).
+
+    The engine only records it, as ``FaultInjected(name=fault, params=dict(params))``, so that records,
+    summaries and traces see it; what it does to the delivery comes with it (e.g. an interlock).
+    """
+
+    fault: str
+    params: tuple[tuple[str, object], ...] = ()
+
+
 _NAMES: dict[type, str] = {
     Interlock: "interlock",
     ClearInterlock: "clear_interlock",
@@ -106,6 +118,7 @@ _NAMES: dict[type, str] = {
     SetDoor: "door",
     SetSampling: "sampling",
     BeamOnKey: "beam_on",
+    DeviceFault: "device_fault",
 }
 
 FAULT_COMMANDS = (Interlock, Hold, AddDelay, ScaleRemainingDurations)

@@ -334,6 +334,10 @@ class DeliveryEngine:
     def set_sampling(self, interval_s: float | None) -> None:
         self._submit(cmd.SetSampling(interval_s))
 
+    def device_fault(self, fault: str, **params: Any) -> None:
+        """Record a device-specific fault (published as FaultInjected; see :class:`commands.DeviceFault`)."""
+        self._submit(cmd.DeviceFault(fault, tuple(params.items())))
+
     # ------------------------------------------------------------------ commands
     def _submit(self, command: cmd.Command) -> None:
         """Apply at once on the sim thread; from anywhere else (or before run()) queue it."""
@@ -464,6 +468,9 @@ class DeliveryEngine:
             del self._interlocks[DOOR_INTERLOCK]
             self._publish(ev.InterlockCleared, code=DOOR_INTERLOCK)
         self._wake_process()
+
+    def _apply_device_fault(self, c: cmd.DeviceFault) -> None:
+        self._publish(ev.FaultInjected, name=c.fault, params=dict(c.params))
 
     def _apply_sampling(self, c: cmd.SetSampling) -> None:
         try:

@@ -20,7 +20,7 @@ from simulators.devices.afterloader import build_afterloader_program
 from simulators.plans.brachy_capability import check_brachy_plan, check_brachy_tasks
 from simulators.plans.brachy_model import BrachyPlan, BrachyTask
 from simulators.plans.brachy_reader import read_brachy_plan_dataset
-from simulators.records.brachy_record import build_brachy_treatment_record
+from simulators.records.brachy_record import build_brachy_treatment_record, source_left_safe
 
 
 class AfterloaderDriver:
@@ -63,8 +63,11 @@ class AfterloaderDriver:
         referenced_record_uids: Sequence[str],
         program: DeliveryProgram,
         plan_dataset: Dataset,
-    ) -> Dataset:
+    ) -> Dataset | None:
+        """The RT Brachy Treatment Record, or None when no source left the safe (nothing to record)."""
         del plan_dataset  # everything the record needs is in the typed plan
+        if not any(source_left_safe(unit) for unit in result.units):
+            return None
         return build_brachy_treatment_record(
             plan,
             result,

@@ -10,7 +10,8 @@ What the record says, and where each value comes from (PS3.3 A.30, C.8.8.22; ref
 * Treatment Session Application Setup Sequence: one item per application setup with a channel administered
   in this session, with Current Fraction Number, Treatment Delivery Type, Termination Status/Code,
   Verification Status, Application Setup Check (FAILED when the check cable found an obstruction).
-* Recorded Channel Sequence, per channel administered (its unit reached its first control point):
+* Recorded Channel Sequence, per channel administered (the source left the safe for it; a channel whose
+  check cable run failed is left out, and a session where no source left the safe has no record):
   Specified Channel Total Time = the decay-corrected time of the whole channel for the fraction (all pulses
   for PDR); Delivered Channel Total Time = the dwell time delivered in **this** session, so the records of
   one fraction (treatment + continuations) add up to the specified time. Safe Position Exit = the source
@@ -118,7 +119,7 @@ def build_brachy_treatment_record(
         run.planned.append(unit_plan)
         run.units.append(unit)
         run.programs.append(program.units[index] if program is not None else None)
-    administered = {n: r for n, r in runs.items() if any(u.delivered for u in r.units)}
+    administered = {n: r for n, r in runs.items() if any(source_left_safe(u) for u in r.units)}
     if not administered:
         raise RtsimError(
             f"{source_label}: no channel was administered in this session "
@@ -133,12 +134,12 @@ def build_brachy_treatment_record(
         channel_items = []
         setup_units: list[UnitResult] = []
         for channel in setup.channels:
+            setup_units += runs[channel.number].units if channel.number in runs else []
             run = administered.get(channel.number)
             if run is None:
                 continue
             item, end_s = _channel_item(plan, run, machine, factor, result, retraction_extra_s)
             channel_items.append(item)
-            setup_units += run.units
             last_time_s = max(last_time_s, end_s)
         if not channel_items:
             continue
@@ -212,6 +213,11 @@ def build_brachy_treatment_record(
         ds.SpecificCharacterSet = "ISO_IR 192"
     ds.file_meta = _file_meta(ds)
     return ds
+
+
+def source_left_safe(unit: UnitResult) -> bool:
+    """True when the source reached a plan control point of the unit (left the safe)."""
+    return any(cp.plan_cp_index >= 0 for cp in unit.control_points)
 
 
 # --- pieces -------------------------------------------------------------------------------------------
@@ -316,7 +322,7 @@ def _channel_item(
     _put_safe_times(item, start, exit_s, return_s)
     per_pulse = []
     for unit_plan, unit in zip(run.planned, run.units, strict=True):
-        if unit.delivered:
+        if source_left_safe(unit):
             per_pulse.append((unit_plan, unit, _cp_items(unit_plan, unit, start)))
     first_items = per_pulse[0][2] if per_pulse else []
     item.NumberOfControlPoints = len(first_items)
@@ -337,22 +343,23 @@ def _channel_item(
 
 
 def _put_safe_times(item: Dataset, start: datetime, exit_s: float | None, return_s: float | None) -> None:
-    """Safe Position Exit/Return Date/Time (empty where the source never left the safe)."""
+    """Safe Position Exit/Return Date/Time (left out where it did not happen)."""
     for (date_kw, time_kw), seconds in (
         (("SafePositionExitDate", "SafePositionExitTime"), exit_s),
         (("SafePositionReturnDate", "SafePositionReturnTime"), return_s),
     ):
-        if seconds is None:
-            setattr(item, date_kw, None)
-            setattr(item, time_kw, None)
-        else:
+        if seconds is not None:
             day, clock = dicom_date_time(start + timedelta(seconds=seconds))
             setattr(item, date_kw, day)
             setattr(item, time_kw, clock)
 
 
 def _delivered_interval(run: _ChannelRun) -> str | None:
-    starts = [u.start_time_s for u in run.units if u.delivered]
+    starts = [
+        next(cp.time_s for cp in u.control_points if cp.plan_cp_index >= 0)
+        for u in run.units
+        if source_left_safe(u)
+    ]
     if len(starts) < 2:
         return None
     gaps = [b - a for a, b in itertools.pairwise(starts)]
