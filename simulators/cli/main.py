@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "failure-injection scenarios: list, run FILE [--junit out.xml] [--tms AE@host:port]",
     ),
     "console": ("console", "the training console: a terminal UI over an embedded clinic"),
+    "sample-plan": ("sample_plan", "write a sample RT Plan (linac or brachy): NAME --out plan.dcm"),
 }
 
 
