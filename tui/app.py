@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from tui.clinic import SPEEDS, Clinic
@@ -98,7 +99,10 @@ class ConsoleApp(App):
         if refresh is None:
             return
         snaps = {mid: self.clinic.snapshot(mid) for mid in self.clinic.machines}
-        refresh(snaps, self.selected)
+        try:
+            refresh(snaps, self.selected)
+        except NoMatches:
+            return  # the screen is being built or torn down
         self.frames += 1
 
     def _update_subtitle(self) -> None:

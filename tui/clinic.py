@@ -18,10 +18,13 @@ import dataclasses
 import logging
 import re
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from machine_models.schema import MachineModel
 from simulators.core.bus import EventBus
@@ -34,7 +37,7 @@ from simulators.devices.session import SessionRequest
 from simulators.dicom.tdd import Device, StopToken, session_deliver
 from simulators.dicom.tdd.delivery import ProgressCallback
 from simulators.dicom.tdd.messages import Workitem
-from tui.faults import ConsoleFault, faults_for
+from tui.faults import ConsoleFault, FaultTarget, faults_for
 from tui.snapshot import WorklistLine
 from tui.tracker import EventLog, MachineTracker
 
@@ -60,6 +63,7 @@ class MachineHandle:
     latched: dict[str, bool] = field(default_factory=dict)
     engine: DeliveryEngine | None = None
     clock: PacedClock | None = None
+    sim_calls: deque[Callable[[], None]] = field(default_factory=deque)  # run on the sim thread
     worklist: list[Workitem] = field(default_factory=list)
     selected_uid: str = ""
     busy: bool = False
@@ -92,6 +96,7 @@ class Clinic:
         sample_interval_s: float = 0.5,
         title: str = "rtsim clinic",
         poll_interval_s: float = 2.0,
+        seed: int = 0,
     ) -> None:
         self.machines: dict[str, MachineHandle] = {h.machine_id: h for h in handles}
         self.log = log
@@ -107,6 +112,8 @@ class Clinic:
         self.ready = threading.Event()
         self.startup: Callable[[Clinic], None] | None = None
         self.startup_error = ""
+        self.seed = seed
+        self._fault_count = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -171,13 +178,16 @@ class Clinic:
         label = str(plan.get("RTPlanLabel", ""))
 
         def attach(engine: DeliveryEngine) -> None:
+            handle.sim_calls = deque()
             handle.engine, handle.clock = engine, clock
+            engine.env.process(self._sim_pump(handle, engine))
             tracker.begin_session(
                 engine.program,
                 patient=patient,
                 plan_label=label,
                 door_open=handle.door_open,
                 interlocks=handle.latched,
+                session_start=engine.session_start,
             )
 
         def finished(event: DeliveryFinished) -> None:
@@ -199,6 +209,23 @@ class Clinic:
                 "interlocks": dict(handle.latched),
             },
         }
+
+    @staticmethod
+    def _sim_pump(handle: MachineHandle, engine: DeliveryEngine):
+        """A SimPy process of the session: runs the console's queued calls (faults) on the sim thread."""
+        calls = handle.sim_calls
+        while not engine.finished:
+            while calls:
+                call = calls.popleft()
+                try:
+                    call()
+                except Exception as exc:
+                    handle.tracker.note(f"fault failed: {type(exc).__name__}: {exc}", "warning")
+                except BaseException as exc:  # the library's DeviceCrash: not simulated here
+                    if type(exc).__name__ != "DeviceCrash":
+                        raise
+                    handle.tracker.note("a device crash is not simulated from the console", "warning")
+            yield engine.env.timeout(engine.clock.command_poll_s)
 
     def deliver_for(self, machine_id: str):
         """A ``Deliver`` callable for a :class:`Device` that runs sessions under this console."""
@@ -390,6 +417,7 @@ class Clinic:
         return faults_for(self.machines[machine_id].kind)
 
     def inject(self, machine_id: str, fault_name: str) -> str | None:
+        """Queue a fault to the machine's simulation thread; returns a refusal or None."""
         handle = self.machines[machine_id]
         fault = next((f for f in self.faults(machine_id) if f.name == fault_name), None)
         if fault is None:
@@ -397,7 +425,18 @@ class Clinic:
         engine = handle.live_engine()
         if engine is None:
             return self._refuse(handle, f"fault {fault.title!r} not injected: no session running")
-        fault.apply(engine)
+        self._fault_count += 1
+        target = FaultTarget(
+            engine=engine,
+            machine=machine_id,
+            model=handle.model,
+            note_fn=lambda text: handle.tracker.note(text, "alarm"),
+            current_unit_fn=handle.tracker.current_unit,
+            rng=np.random.default_rng([self.seed, self._fault_count]),
+        )
+        handle.tracker.note(f"instructor: {fault.title}", "operator")
+        handle.sim_calls.append(lambda: fault.apply(target))
+        engine.clock.wake()
         return None
 
     def set_speed(self, factor: float) -> None:

@@ -4,13 +4,16 @@ working against an external TMS. No Textual here.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from pydicom import Dataset
 
 from machine_models import load_model
+from machine_models.decay import strength_at
 from simulators.dicom.site import DeviceSpec, LocalSite
 from simulators.dicom.tdd import Device, DeviceConfig
 from simulators.plans.samples.linac import sample_linac_plan
@@ -54,35 +57,43 @@ def default_machines(count: int = 2) -> list[ConsoleMachine]:
 
 
 def _afterloader_machines() -> list[ConsoleMachine]:
-    """An HDR afterloader with sample brachy plans, if the afterloader simulator exists."""
+    """An HDR afterloader with the HDR sample brachy plans, once the afterloader simulator exists."""
     try:
         from simulators.devices.base import driver_for
-        from simulators.plans.samples import brachy  # type: ignore[attr-defined]
+        from simulators.plans.samples.brachy import SAMPLE_BRACHY_PLANS, sample_brachy_plan
 
         driver_for("afterloader")
         model = load_model("microselectron-v3")
-    except Exception:
-        return []
-    sample = getattr(brachy, "sample_brachy_plan", None)
-    names = getattr(brachy, "SAMPLE_PLANS", ())
-    if sample is None or not names:
+    except Exception:  # the afterloader is not there (yet): linacs only
         return []
 
     def plans() -> list[tuple[Dataset, int]]:
-        out = []
-        for i, kind in enumerate(names):
-            try:
-                out.append(
-                    (
-                        sample(
-                            kind, machine_name=model.treatment_machine_name, patient_id=f"HDR-{i + 1:03d}"
-                        ),
-                        1,
-                    )
-                )
-            except TypeError:
-                out.append((sample(kind), 1))
-        return out
+        names = [n for n in SAMPLE_BRACHY_PLANS if n.startswith("hdr-")]
+        # planned for the source as it is today, so the decay correction at treatment is small
+        installed = model.afterloader.source
+        today = datetime.now().replace(microsecond=0)
+        strength = strength_at(
+            installed.reference_air_kerma_rate_ugy_per_h,
+            installed.calibration_datetime,
+            installed.half_life_days,
+            today,
+        )
+        source = dataclasses.replace(
+            installed, reference_air_kerma_rate_ugy_per_h=round(strength, 1), calibration_datetime=today
+        )
+        return [
+            (
+                sample_brachy_plan(
+                    n,
+                    machine_name=model.treatment_machine_name,
+                    source=source,
+                    patient_id=f"RTSIM-B{i + 1:02d}",
+                    patient_name=f"TRAINING^BRACHY{i + 1}",
+                ),
+                1,
+            )
+            for i, n in enumerate(names)
+        ]
 
     spec = DeviceSpec(machine="microselectron-v3", station="HDR1", ae_title="HDR1")
     return [ConsoleMachine(spec, plans)]
@@ -103,7 +114,9 @@ def local_clinic(
     machines = list(machines if machines is not None else default_machines())
     log = EventLog()
     handles = [new_handle(m.spec.ae_title, load_model(m.spec.machine), m.spec.station, log) for m in machines]
-    clinic = Clinic(handles, log=log, speed=speed, sample_interval_s=sample_interval_s, title="local clinic")
+    clinic = Clinic(
+        handles, log=log, speed=speed, sample_interval_s=sample_interval_s, title="local clinic", seed=seed
+    )
     site = LocalSite(
         Path(data_dir), [m.spec for m in machines], seed=seed, session_options=clinic.session_options
     )

@@ -13,6 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from simulators.core import events as ev
@@ -116,6 +117,7 @@ class MachineTracker:
         self._program: DeliveryProgram | None = None
         self._segment: tuple[int, int, float, float] | None = None  # unit index, segment, start s, dur s
         self._unit_numbers: dict[int, int] = {}
+        self._unit_start_s = 0.0
         self.extra_handlers: list[Any] = []  # kind-specific folders: fn(tracker, event) -> dict | None
 
     # ------------------------------------------------------------------ reading
@@ -133,6 +135,14 @@ class MachineTracker:
         with self._lock:
             return self._program
 
+    def current_unit(self):
+        """(ProgramUnit, simulated start time) of the unit in progress, or None between sessions."""
+        with self._lock:
+            program, snap = self._program, self._snap
+            if program is None or snap.unit_number is None or not program.units:
+                return None
+            return program.units[snap.unit_index], self._unit_start_s
+
     # ------------------------------------------------------------------ updates from the clinic
     def update(self, **fields: Any) -> None:
         """Set snapshot fields (clinic thread or UI thread)."""
@@ -146,9 +156,20 @@ class MachineTracker:
             self._snap = dataclasses.replace(self._snap, last_event=text)
 
     def begin_session(
-        self, program: DeliveryProgram, *, patient: str, plan_label: str, door_open: bool, interlocks
+        self,
+        program: DeliveryProgram,
+        *,
+        patient: str,
+        plan_label: str,
+        door_open: bool,
+        interlocks,
+        session_start: datetime | None = None,
     ) -> None:
-        """A delivery is about to run ``program`` (called on the session thread before the engine runs)."""
+        """A delivery is about to run ``program`` (called on the session thread before the engine runs).
+
+        The program (immutable data) and the session's start go into ``snapshot.extra`` for the views
+        (an afterloader's channels and dwell positions, its source decay at treatment time).
+        """
         units = program.units
         with self._lock:
             self._program = program
@@ -180,6 +201,7 @@ class MachineTracker:
                 dose_rate_set_per_min=0.0,
                 positions={k: v[0] for k, v in first.cp_positions.items()} if first else {},
                 outcome="",
+                extra={"program": program, "session_start": session_start},
             )
 
     def end_session(self, outcome: str) -> None:
@@ -220,6 +242,7 @@ class MachineTracker:
             case ev.UnitStarted(unit_number=n, unit_name=name):
                 index = self._unit_numbers.get(n, 0)
                 unit = program.units[index] if program is not None and program.units else None
+                self._unit_start_s = event.time_s
                 c.update(unit_number=n, unit_name=name, unit_index=index, delivered=0.0)
                 if unit is not None:
                     c.update(

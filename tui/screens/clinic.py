@@ -37,8 +37,11 @@ class ClinicScreen(Screen):
         self._worklist_shown: tuple = ()
         self._worklist_machine = ""
         self.query_one("#scenario-panel").display = False
+        self.query_one("#worklist", DataTable).focus()  # up/down pick a workitem at once
 
     def refresh_from(self, snaps: dict[str, MachineSnapshot], selected: str) -> None:
+        if not hasattr(self, "_worklist_shown"):
+            return  # not mounted yet
         for card in self.query(MachineCard):
             card.show(snaps[card.machine_id], selected=card.machine_id == selected)
         snap = snaps[selected]

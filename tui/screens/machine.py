@@ -31,7 +31,12 @@ class MachineScreen(Screen):
         yield log
         yield Footer()
 
+    def on_mount(self) -> None:
+        self.ready = True
+
     def refresh_from(self, snaps: dict[str, MachineSnapshot], selected: str) -> None:
+        if not getattr(self, "ready", False):
+            return  # the timer may fire between push_screen and compose
         snap = snaps[self.machine_id]
         model = self.app.clinic.machines[self.machine_id].model
         self.query_one("#machine-title", Static).update(

@@ -45,6 +45,9 @@ class LinacView(MachineView):
         mlc = snap.positions.get("mlc_mm")
         boundaries = linac.mlc.leaf_boundaries_mm if linac is not None and linac.mlc is not None else None
         half = max(abs(boundaries[0]), abs(boundaries[-1])) if boundaries else 200.0
+        jaws = [abs(v) for key in ("jaw_x_mm", "jaw_y_mm") for v in (_pair(snap, key) or ())]
+        if jaws:  # zoom to the jaw opening, as a console's field view does
+            half = min(half, max(max(jaws) * 1.25, 50.0))
         bev = beams_eye_view(
             None if mlc is None else np.asarray(mlc, dtype=float),
             boundaries,
@@ -60,7 +63,9 @@ class LinacView(MachineView):
         dials.add_row(dial(_angle(snap, "collimator_deg"), "Coll."))
         layout = Table.grid(padding=(0, 2))
         layout.add_row(
-            dials, Group(Text("Beam's-eye view (collimator frame)", style="bold"), bev), self._panel(snap)
+            dials,
+            Group(Text(f"Beam's-eye view (collimator frame, ±{half:.0f} mm)", style="bold"), bev),
+            self._panel(snap),
         )
         return layout
 
