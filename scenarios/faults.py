@@ -49,6 +49,10 @@ class FaultContext(Protocol):
     def current_unit(self) -> tuple[ProgramUnit, float] | None:
         """The unit being delivered and the simulated time it started (None between units)."""
 
+    def later(self, delay_s: float, action: Callable[[DeliveryEngine], None]) -> None:
+        """Run ``action(engine)`` ``delay_s`` simulated seconds from now on this machine, in the next
+        session if this one ends first (a door that closes after the beam stopped)."""
+
 
 @dataclass
 class Fault:
@@ -142,7 +146,8 @@ class MlcLeafStuckFault(Fault):
             ctx.note("no MLC motion to block: the fault has no effect")
             return
         unit, unit_start_s = current
-        positions = np.asarray(unit.cp_positions["mlc_mm"], dtype=float)
+        raw = np.asarray(unit.cp_positions["mlc_mm"], dtype=float)
+        positions = raw.reshape(raw.shape[0], -1)  # (control point, leaf): bank A then bank B
         now = float(engine.env.now)
         timeline = _segment_timeline(unit, unit_start_s)
         if isinstance(self.leaf, str):
@@ -242,10 +247,9 @@ class DoorOpenFault(Fault):
     close_after_s: float | None = None
 
     def apply(self, ctx: FaultContext) -> None:
-        engine = self._engine(ctx)
-        engine.set_door(True)
+        self._engine(ctx).set_door(True)
         if self.close_after_s is not None:
-            engine.schedule_at(float(engine.env.now) + self.close_after_s, lambda: engine.set_door(False))
+            ctx.later(self.close_after_s, lambda engine: engine.set_door(False))
 
 
 @register_fault

@@ -63,12 +63,18 @@ def check_sample(sample: str, params: dict[str, Any]) -> str | None:
 
 
 def build_plan(spec: PlanSpec) -> Dataset:
-    """The plan's dataset (a fresh one per call for samples; files are read leniently)."""
+    """The plan's dataset (samples are cached per process: treat the result as read-only)."""
     if spec.file is not None:
         return read_dataset_file(spec.file)
     assert spec.sample is not None
-    family, _, kind = spec.sample.partition(":")
-    found = _generator(family)
-    assert found is not None
-    function, _, kind_keyword = found
-    return function(**{kind_keyword: kind}, **spec.params)
+    key = (spec.sample, tuple(sorted((k, repr(v)) for k, v in spec.params.items())))
+    if key not in _CACHE:
+        family, _, kind = spec.sample.partition(":")
+        found = _generator(family)
+        assert found is not None
+        function, _, kind_keyword = found
+        _CACHE[key] = function(**{kind_keyword: kind}, **spec.params)
+    return _CACHE[key]
+
+
+_CACHE: dict[tuple, Dataset] = {}  # sample generators are deterministic (UIDs from the patient and kind)

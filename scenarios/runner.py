@@ -49,7 +49,7 @@ from simulators.devices.session import SessionRequest
 from simulators.dicom.observer import TmsObserver, workitems
 from simulators.dicom.peers import Peer
 from simulators.dicom.site import DeviceSpec, LocalSite, workitem_code
-from simulators.dicom.tdd import OutcomeState, WorkitemOutcome
+from simulators.dicom.tdd import OutcomeState, TmsUnavailableError, WorkitemOutcome
 from simulators.dicom.tdd.scu import InjectedNetworkFault
 from simulators.dicom.tms.client import request_cancel, schedule_plan
 from simulators.dicom.tms.config import DEFAULT_CLIENT_AE
@@ -119,6 +119,7 @@ class _MachineRun:
         self.current_ups = ""
         self.crash_at: str | None = None
         self.pending: list[tuple[str, dict[str, Any]]] = []
+        self.later: list[list[Any]] = []  # [due machine time, action(engine), done]
         self.lock = threading.Lock()
         self.faults = [a for a in runner.armed if a.spec.machine == spec.name]
         self.op_counts = [0] * len(self.faults)
@@ -218,6 +219,9 @@ class _MachineRun:
                 trigger = armed.spec.trigger
                 if armed.spec.session == session and getattr(trigger, "kind", "") == "engine":
                     trigger.arm(engine, armed.rng, lambda a=armed: self._fire(a))
+            for item in self.later:
+                if not item[2]:
+                    engine.schedule_at(max(item[0] - self.offset_s, 0.0), lambda i=item: self._run_later(i))
             for script, rng in self.runner.scripts:
                 if script.machine == self.spec.name and script.session == session:
                     engine.env.process(script_process(script, self._context(rng)))
@@ -261,6 +265,11 @@ class _MachineRun:
         self.in_delivery = False
         self.unit = None
 
+    def _run_later(self, item: list[Any]) -> None:
+        if not item[2] and self.engine is not None:
+            item[2] = True
+            item[1](self.engine)
+
     def _context(self, rng: np.random.Generator) -> _Context:
         return _Context(self, rng)
 
@@ -296,6 +305,13 @@ class _Context:
 
     def crash_at(self, checkpoint: str) -> None:
         self.run.crash_at = checkpoint
+
+    def later(self, delay_s: float, action: Callable[[DeliveryEngine], None]) -> None:
+        run = self.run
+        item = [run.now() + delay_s, action, False]
+        run.later.append(item)
+        if run.engine is not None and run.in_delivery:
+            run.engine.schedule_at(float(run.engine.env.now) + delay_s, lambda: run._run_later(item))
 
     def request_cancel(self, reason: str) -> int:
         run = self.run
@@ -448,6 +464,9 @@ class _Runner:
                 if run.engine is not None and run.engine.result is None:
                     run.offset_s += float(run.engine.env.now)
                 run.add("crash", what=f"{crash}; the device restarts and recovers from its journal")
+                continue
+            except TmsUnavailableError as error:  # a real device polls again later
+                run.add("tms_unavailable", error=str(error))
                 continue
             except Exception as error:  # reported as a failed run, never a traceback
                 LOG.debug("device %s failed", name, exc_info=True)
