@@ -160,11 +160,11 @@ class AssociationPool:
     Thread-safe: :meth:`take` checks an association out (no other thread can use it meanwhile) and
     :meth:`give_back` returns it. An association idle longer than ``max_idle_s``, or no longer
     established (the peer released, aborted or restarted), is never reused; a timer releases idle ones
-    after ``max_idle_s``, so no association is held open between a device's polls. :meth:`close`
-    releases all at once.
+    after ``max_idle_s``, so no association is held open between a device's polls (an open pynetdicom
+    association keeps two threads polling every millisecond on each side). :meth:`close` releases all.
     """
 
-    def __init__(self, max_idle_s: float = 2.0) -> None:
+    def __init__(self, max_idle_s: float = 0.5) -> None:
         self.max_idle_s = max_idle_s
         self._idle: dict[PoolKey, tuple[Association, float]] = {}
         self._lock = threading.Lock()

@@ -171,7 +171,7 @@ class Device:
         self._claim_failure = ""
         self._final_failure = ""
         self._delivery_progress_seen = False
-        # consecutive operations reuse an association per peer (released after 2 s idle, and on close)
+        # consecutive operations reuse an association per peer (released after 0.5 s idle, and on close)
         self._pool = AssociationPool()
 
     # -- lifecycle -------------------------------------------------------------------------------
