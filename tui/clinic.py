@@ -164,13 +164,24 @@ class Clinic:
         return thread
 
     # ------------------------------------------------------------------ sessions (device threads)
-    def session_options(self, machine_id: str, request: SessionRequest) -> dict[str, Any]:
-        """Bus, hooks and engine options for one delivery on ``machine_id`` (LocalSite's factory)."""
+    def session_options(
+        self,
+        machine_id: str,
+        request: SessionRequest,
+        *,
+        bus: EventBus | None = None,
+        clock: PacedClock | None = None,
+    ) -> dict[str, Any]:
+        """Bus, hooks and engine options for one delivery on ``machine_id`` (LocalSite's factory).
+
+        ``bus``/``clock``: attach the console to another front end's bus and pace it with this clock
+        (the scenario player does this to the scenario runner's sessions).
+        """
         handle = self.machines[machine_id]
-        clock = PacedClock(self.speed)
+        clock = clock if clock is not None else PacedClock(self.speed)
         if self.paused:
             clock.pause()
-        bus = EventBus()
+        bus = bus if bus is not None else EventBus()
         tracker = handle.tracker
         bus.subscribe(tracker.on_event)
         plan = request.plan_dataset

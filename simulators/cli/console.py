@@ -60,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--speed", type=_speed, default=1.0, help="clock: simulated s per wall s (1, 2, 10, 60)"
     )
-    parser.add_argument("--seed", type=int, default=7, help="seed for axis noise (default 7)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed for axis noise (default 7; a scenario's own seed)"
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("console-out"), help="folder for TMS data and records"
     )
@@ -68,19 +70,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    require_terminal()
     if args.linacs < 1:
         raise RtsimError(f"--linacs {args.linacs}: at least one linac")
-    from tui.local import default_machines, local_clinic  # lazy: Textual only when the console starts
-
-    run_dir = args.out / datetime.now().strftime("run-%Y%m%d-%H%M%S")
-    clinic = local_clinic(run_dir, default_machines(args.linacs), speed=args.speed, seed=args.seed)
-    scenario = None
     if args.scenario is not None:
-        from tui.scenario_play import load_scenario_play
+        from scenarios.loader import load_scenario
 
-        scenario = load_scenario_play(args.scenario, clinic)
-    return run_console(clinic, scenario=scenario)
+        load_scenario(args.scenario)  # a broken file: ScenarioError naming the file and key, exit 2
+    require_terminal()
+    run_dir = args.out / datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    if args.scenario is not None:
+        from tui.scenario_play import scenario_console  # lazy: Textual only when the console starts
+
+        clinic, play = scenario_console(args.scenario, speed=args.speed, seed=args.seed, work_dir=run_dir)
+        return run_console(clinic, scenario=play)
+    from tui.local import default_machines, local_clinic
+
+    seed = 7 if args.seed is None else args.seed
+    clinic = local_clinic(run_dir, default_machines(args.linacs), speed=args.speed, seed=seed)
+    return run_console(clinic)
 
 
 def run_console(clinic: Any, *, scenario: Any = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
@@ -12,6 +13,29 @@ from textual.widgets import DataTable, Footer, Header, Static
 from tui.snapshot import MachineSnapshot
 from tui.widgets.event_log import EventLogPane
 from tui.widgets.machine_card import MachineCard
+
+SCENARIO_MARKS = {"pending": ("…", "grey62"), "passed": ("✓", "bold green3"), "failed": ("✗", "bold red")}
+SCENARIO_STATES = {
+    "waiting": ("waiting", "grey62"),
+    "running": ("PLAYING", "bold yellow"),
+    "passed": ("PASSED", "bold green3"),
+    "failed": ("FAILED", "bold red"),
+    "error": ("ERROR", "bold red"),
+}
+
+
+def render_scenario(play) -> Text:
+    """The scenario's title, state and each expectation (pending, passed, failed with the message)."""
+    label, style = SCENARIO_STATES.get(play.state, (play.state, ""))
+    text = Text.assemble(("Scenario ", "bold"), (label, style), "\n", (play.title, "italic"), "\n")
+    for line in play.lines():
+        mark, mark_style = SCENARIO_MARKS[line.state]
+        text.append(f"{mark} ", style=mark_style)
+        text.append(line.description)
+        if line.message and line.state == "failed":
+            text.append(f"\n    {line.message}", style="red")
+        text.append("\n")
+    return text
 
 
 class ClinicScreen(Screen):
@@ -36,7 +60,7 @@ class ClinicScreen(Screen):
     def on_mount(self) -> None:
         self._worklist_shown: tuple = ()
         self._worklist_machine = ""
-        self.query_one("#scenario-panel").display = False
+        self.query_one("#scenario-panel").display = self.app.scenario is not None
         self.query_one("#worklist", DataTable).focus()  # up/down pick a workitem at once
 
     def refresh_from(self, snaps: dict[str, MachineSnapshot], selected: str) -> None:
@@ -59,6 +83,8 @@ class ClinicScreen(Screen):
             if snap.selected_uid:
                 with contextlib.suppress(Exception):
                     table.move_cursor(row=table.get_row_index(snap.selected_uid))
+        if self.app.scenario is not None:
+            self.query_one("#scenario-panel", Static).update(render_scenario(self.app.scenario))
         self.query_one("#log", EventLogPane).poll()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
