@@ -329,6 +329,10 @@ class NoContinuation(Expectation):
         return False, f"the TMS scheduled {nxt.label!r} to continue {self.workitem!r}, expected none"
 
 
+def _where(where: Mapping[str, Any]) -> str:
+    return f" {dict(where)}" if where else ""
+
+
 def _matches(entry: Mapping[str, Any], event: str, machine: str, where: Mapping[str, Any]) -> bool:
     if entry.get("event") != event or (machine and entry.get("machine") != machine):
         return False
@@ -355,7 +359,7 @@ class EventWithin(Expectation):
         else:
             inside, window = hits, ""
         ok = len(inside) >= self.min_count
-        return ok, f"{self.event} {dict(self.where) or ''}{window}: {len(inside)} time(s) (at {times} s)"
+        return ok, f"{self.event}{_where(self.where)}{window}: {len(inside)} time(s) (at {times} s)"
 
 
 @register_expectation
@@ -370,9 +374,8 @@ class EventNever(Expectation):
     def check(self, observed: Observed) -> tuple[bool, str]:
         hits = [e for e in observed.trace if _matches(e, self.event, self.machine, self.where)]
         if not hits:
-            return True, f"{self.event} {dict(self.where) or ''}: never happened"
+            return True, f"{self.event}{_where(self.where)}: never happened"
         return (
             False,
-            f"{self.event} {dict(self.where) or ''} happened {len(hits)} time(s), "
-            f"first at {hits[0]['t']:g} s",
+            f"{self.event}{_where(self.where)} happened {len(hits)} time(s), first at {hits[0]['t']:g} s",
         )
