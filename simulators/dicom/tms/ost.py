@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import build_context
+from pynetdicom import build_context, evt
 
 from simulators.dicom import codes
 from simulators.dicom.tms.config import TmsConfig
 from simulators.dicom.tms.matching import MatchKeyError
+from simulators.dicom.tms.netutil import no_delay_association
 from simulators.dicom.tms.object_store import ObjectStore, QueryError, StoredInstance
 from simulators.dicom.tms.ups_scp import status_dataset
 
@@ -160,7 +161,12 @@ class OstScp:
             return
         instances, problem = self._select(event)
         # a refused identifier still needs one context: pynetdicom associates before the first status
-        kwargs: dict = {"contexts": self._contexts(instances) or [build_context(codes.RT_PLAN_STORAGE)]}
+        kwargs: dict = {
+            "contexts": self._contexts(instances) or [build_context(codes.RT_PLAN_STORAGE)],
+            # the sub-association sends C-STORE command and data set as two writes: without TCP_NODELAY
+            # each waits ~40 ms for the destination's delayed ACK
+            "evt_handlers": [(evt.EVT_CONN_OPEN, _no_delay_on_open)],
+        }
         if self.tls_args is not None:
             kwargs["tls_args"] = self.tls_args
         yield peer.host, peer.port, kwargs
@@ -184,3 +190,8 @@ class OstScp:
         LOG.info("C-GET from %s: %d instance(s)", calling, len(instances))
         yield len(instances)
         yield from self._send(event, instances, "C-GET")
+
+
+def _no_delay_on_open(event: evt.Event) -> None:
+    """``EVT_CONN_OPEN`` handler of the C-MOVE sub-association: TCP_NODELAY on its socket."""
+    no_delay_association(event.assoc)
