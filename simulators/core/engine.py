@@ -217,7 +217,7 @@ class DeliveryEngine:
 
         # progress
         self._unit: _UnitRun | None = None
-        self._prev_positions: Mapping[str, np.ndarray] | None = None
+        self._prev_end: tuple[Mapping[str, np.ndarray], int] | None = None  # last played (cp_positions, cp)
         self._session_target = sum(float(u.cp_meterset[-1] - u.cp_meterset[0]) for u in program.units)
         self._session_done = 0.0
 
@@ -657,10 +657,13 @@ class DeliveryEngine:
             limiting_axis=seg.limiting_axis,
             duration_s=sr.remaining_s,
         )
-        yield from self._handle_requests(ur, sr)  # requests that came between segments act first
-        yield from self._enter_segment_mode(ur, sr)
+        if self._requests_pending():
+            yield from self._handle_requests(ur, sr)  # requests that came between segments act first
+        if seg.kind is not SegmentKind.BEAM or not self._beam_on:  # a BEAM segment with the beam on: nothing
+            yield from self._enter_segment_mode(ur, sr)
         while True:
-            yield from self._handle_requests(ur, sr)
+            if self._requests_pending():
+                yield from self._handle_requests(ur, sr)
             if sr.remaining_s <= _TIME_EPS_S:
                 break
             sr.moving, sr.mark_s = True, self.env.now
@@ -674,7 +677,7 @@ class DeliveryEngine:
         ur.seg = None
         self._reach(ur, seg.end_cp)
         self._publish_progress(unit, float(unit.cp_meterset[seg.end_cp]))
-        self._prev_positions = {k2: np.asarray(v[seg.end_cp]) for k2, v in unit.cp_positions.items()}
+        self._prev_end = (unit.cp_positions, seg.end_cp)
 
     def _seg_record(self, ur: _UnitRun, sr: _SegRun) -> _SegRecord:
         unit = ur.unit
@@ -759,6 +762,16 @@ class DeliveryEngine:
             sr.elapsed_s += elapsed
             ur.add_share(HOLD_SHARE_KEY, elapsed)
 
+    def _requests_pending(self) -> bool:
+        """Whether :meth:`_handle_requests` has anything to do (checked first: it runs for every segment)."""
+        return (
+            self._stop is not None
+            or self._scale_pending != 1.0
+            or self._interrupt_code is not None
+            or self._hold_reason is not None
+            or bool(self._delays)
+        )
+
     def _handle_requests(self, ur: _UnitRun, sr: _SegRun) -> Generator[simpy.Event, Any, None]:
         """Act on pending requests before the next wait: stop, scale, interrupt, hold, delay."""
         while True:
@@ -840,8 +853,9 @@ class DeliveryEngine:
         for axis, values in unit.cp_positions.items():
             b = np.asarray(values[seg.end_cp], dtype=float)
             if seg.kind is SegmentKind.SETUP:
-                prev = self._prev_positions
-                a = np.asarray(prev[axis], dtype=float) if prev is not None and axis in prev else b
+                prev = self._prev_end
+                has_prev = prev is not None and axis in prev[0]
+                a = np.asarray(prev[0][axis][prev[1]], dtype=float) if has_prev else b
                 if a.shape != b.shape:
                     a = b
             else:

@@ -153,6 +153,7 @@ def build_afterloader_program(
     elapsed_s = 0.0
     current_pulse: int | None = None
     interval = plan.pulse_repetition_interval_s or 0.0
+    cache: dict[tuple[int, float, float], _ChannelBody] = {}
     for planned in planned_units(plan, tasks):
         wait_s = 0.0
         if planned.pulse != current_pulse:
@@ -160,7 +161,7 @@ def build_afterloader_program(
                 wait_s = max(interval - (elapsed_s - pulse_start_s), 0.0)
             current_pulse = planned.pulse
             pulse_start_s = elapsed_s + max(wait_s, al.indexer_move_s)
-        unit = _channel_unit(planned, al, factor, wait_s, plan.identity.source or "plan")
+        unit = _channel_unit(planned, al, factor, wait_s, plan.identity.source or "plan", cache)
         units.append(unit)
         elapsed_s += unit.total_time_s
     return DeliveryProgram(
@@ -177,9 +178,55 @@ def _afterloader(machine: MachineModel) -> AfterloaderModel:
     return machine.afterloader
 
 
+@dataclass(frozen=True, slots=True)
+class _ChannelBody:
+    """Everything of a channel's unit but its first (indexer / pulse wait) segment: the same every pulse."""
+
+    cp_plan_indices: np.ndarray
+    cp_meterset: np.ndarray
+    cp_positions: dict[str, np.ndarray]
+    segments: tuple[Segment, ...]
+    start_s: float
+    end_s: float
+
+
 def _channel_unit(
-    planned: PlannedUnit, al: AfterloaderModel, factor: float, wait_s: float, source: str
+    planned: PlannedUnit,
+    al: AfterloaderModel,
+    factor: float,
+    wait_s: float,
+    source: str,
+    cache: dict[tuple[int, float, float], _ChannelBody],
 ) -> ProgramUnit:
+    channel = planned.channel
+    key = (channel.number, planned.window.start_weight, planned.window.end_weight)
+    body = cache.get(key)
+    if body is None:
+        body = cache[key] = _channel_body(planned, al, factor, source)
+    setup = Segment(
+        SegmentKind.SETUP,
+        0,
+        0,
+        max(wait_s, al.indexer_move_s),
+        0.0,
+        0.0,
+        PULSE_INTERVAL if wait_s > al.indexer_move_s else INDEXER,
+        {INDEXER: al.indexer_move_s, PULSE_INTERVAL: wait_s},
+    )
+    return ProgramUnit(
+        number=channel.number,
+        name=planned.name,
+        meterset_unit="s",
+        specified_meterset=body.end_s - body.start_s,
+        cp_plan_indices=body.cp_plan_indices,
+        cp_meterset=body.cp_meterset,
+        cp_positions=body.cp_positions,
+        segments=(setup, *body.segments),
+        meterset_offset=body.start_s,
+    )
+
+
+def _channel_body(planned: PlannedUnit, al: AfterloaderModel, factor: float, source: str) -> _ChannelBody:
     channel = planned.channel
     n = channel.control_point_count
     if channel.final_cumulative_time_weight <= 0:
@@ -199,29 +246,18 @@ def _channel_unit(
 
     speed = al.source_speed_mm_per_s
     check_s = (distal - safe) / al.check_cable_speed_mm_per_s
-    setup_s = max(wait_s, al.indexer_move_s)
     segments = [
-        Segment(
-            SegmentKind.SETUP,
-            0,
-            0,
-            setup_s,
-            0.0,
-            0.0,
-            PULSE_INTERVAL if wait_s > al.indexer_move_s else INDEXER,
-            {INDEXER: al.indexer_move_s, PULSE_INTERVAL: wait_s},
-        ),
         Segment(SegmentKind.HOLD_MOVE, 0, 1, check_s, 0.0, 0.0, CHECK_CABLE, {CHECK_CABLE: check_s}),
         Segment(SegmentKind.HOLD_MOVE, 1, 2, check_s, 0.0, 0.0, CHECK_CABLE, {CHECK_CABLE: check_s}),
     ]
     out_s = (positions[0] - safe) / speed + al.dwell_settle_s
     segments.append(Segment(SegmentKind.BEAM, 2, FIRST_PLAN_CP, out_s, 0.0, 0.0, TRANSIT, {TRANSIT: out_s}))
+    increments = np.diff(plan_meterset)
     for k in range(n - 1):
         a, b = FIRST_PLAN_CP + k, FIRST_PLAN_CP + k + 1
         distance = abs(positions[k + 1] - positions[k])
-        moving = distance > POSITION_TOLERANCE_MM
-        travel_s = distance / speed + al.dwell_settle_s if moving else 0.0
-        dwell_s = float(plan_meterset[k + 1] - plan_meterset[k])
+        travel_s = distance / speed + al.dwell_settle_s if distance > POSITION_TOLERANCE_MM else 0.0
+        dwell_s = float(increments[k])
         duration = max(dwell_s, travel_s)
         rate = 60.0 * dwell_s / duration if duration > 0 else 0.0
         limiting = DWELL if dwell_s >= travel_s and dwell_s > 0 else TRANSIT
@@ -233,21 +269,14 @@ def _channel_unit(
     back_s = (positions[-1] - safe) / speed
     last = FIRST_PLAN_CP + n - 1
     segments.append(Segment(SegmentKind.BEAM, last, last + 1, back_s, 0.0, 0.0, TRANSIT, {TRANSIT: back_s}))
-    return ProgramUnit(
-        number=channel.number,
-        name=planned.name,
-        meterset_unit="s",
-        specified_meterset=end - start,
-        cp_plan_indices=indices,
-        cp_meterset=meterset,
-        cp_positions={
-            SOURCE_AXIS: source_mm,
-            CHECK_CABLE_AXIS: cable_mm,
-            CHANNEL_AXIS: np.full(n + 4, float(channel.number)),
-        },
-        segments=tuple(segments),
-        meterset_offset=start,
-    )
+    positions_by_axis = {
+        SOURCE_AXIS: source_mm,
+        CHECK_CABLE_AXIS: cable_mm,
+        CHANNEL_AXIS: np.full(n + 4, float(channel.number)),
+    }
+    for values in (*positions_by_axis.values(), meterset, indices):
+        values.setflags(write=False)  # shared by every pulse's unit
+    return _ChannelBody(indices, meterset, positions_by_axis, tuple(segments), start, end)
 
 
 def time_at_weight(channel: BrachyChannel, cumulative: np.ndarray, weight: float) -> float:

@@ -34,6 +34,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from pydicom import config
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import RTBrachyTreatmentRecordStorage
@@ -66,6 +69,10 @@ from simulators.records.beams_record import (
 from simulators.records.uids import RTSIM_UID_ROOT, UidSource
 
 TIME_DECIMALS = 3
+_REFERENCED_CP_INDEX = tag_for_keyword("ReferencedControlPointIndex")
+_TREATMENT_CP_DATE = tag_for_keyword("TreatmentControlPointDate")
+_TREATMENT_CP_TIME = tag_for_keyword("TreatmentControlPointTime")
+_RELATIVE_POSITION = tag_for_keyword("ControlPointRelativePosition")
 POSITION_DECIMALS = 2
 PRIVATE_CREATOR = "RTSIM 1.0"
 PRIVATE_GROUP = 0x0011
@@ -406,14 +413,20 @@ def _cp_items(planned: PlannedUnit, unit: UnitResult, start: datetime) -> list[D
         row = rows.get(dcp.plan_cp_index)
         if row is None:
             raise RtsimError(f"channel {channel.number}: result names control point {dcp.plan_cp_index}")
-        cp = Dataset()
-        cp.ReferencedControlPointIndex = dcp.plan_cp_index
-        cp.TreatmentControlPointDate, cp.TreatmentControlPointTime = dicom_date_time(
-            start + timedelta(seconds=dcp.time_s)
-        )
+        day, clock = dicom_date_time(start + timedelta(seconds=dcp.time_s))
         position = dcp.positions.get(SOURCE_AXIS)
         value = float(position) if position is not None else float(channel.relative_positions_mm[row])
-        cp.ControlPointRelativePosition = format_ds(value, POSITION_DECIMALS)
+        # values made here are valid by construction: skip pydicom's per-value regex checks (a PDR course
+        # record has tens of thousands of these items)
+        cp = Dataset()
+        cp.add(DataElement(_REFERENCED_CP_INDEX, "IS", str(dcp.plan_cp_index), validation_mode=config.IGNORE))
+        cp.add(DataElement(_TREATMENT_CP_DATE, "DA", day, validation_mode=config.IGNORE))
+        cp.add(DataElement(_TREATMENT_CP_TIME, "TM", clock, validation_mode=config.IGNORE))
+        cp.add(
+            DataElement(
+                _RELATIVE_POSITION, "DS", format_ds(value, POSITION_DECIMALS), validation_mode=config.IGNORE
+            )
+        )
         items.append(cp)
     return items
 
