@@ -99,6 +99,36 @@ def child(plan_path: Path, repeat: int) -> dict:
     }
 
 
+PHASES = {  # label -> (file suffix, function name) whose cumulative time cProfile reports
+    "read file": ("plans/dicom_reader.py", "read_dataset_file"),
+    "plan+check": ("devices/session.py", "prepare"),
+    "program": ("devices/linac_driver.py", "build_program"),
+    "engine": ("core/engine.py", "run"),
+    "build record": ("devices/linac_driver.py", "build_record"),
+    "write record": ("records/beams_record.py", "write_record"),
+}
+
+
+def phases(plan_path: Path) -> dict[str, float]:
+    """Where one (warm) delivery's time goes, in seconds of cProfile cumulative time per phase."""
+    import cProfile
+    import pstats
+
+    with tempfile.TemporaryDirectory(prefix="rtsim-bench-") as tmp:
+        deliver_once(plan_path, Path(tmp), seed=0)
+        profile = cProfile.Profile()
+        profile.enable()
+        deliver_once(plan_path, Path(tmp), seed=1)
+        profile.disable()
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    found = dict.fromkeys(PHASES, 0.0)
+    for (filename, _, name), (_, _, _, cumulative, _) in stats.items():
+        for label, (suffix, function) in PHASES.items():
+            if filename.endswith(suffix) and name == function:
+                found[label] += cumulative
+    return found
+
+
 def measure(plan_path: Path, repeat: int) -> dict:
     proc = subprocess.run(
         [sys.executable, __file__, "--child", str(plan_path), "--repeat", str(repeat)],
@@ -117,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="deliveries per plan (default 5)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--phases", action="store_true", help="also profile where the time goes")
     args = parser.parse_args(argv)
+    if args.child and args.phases:
+        print(json.dumps(phases(args.child)))
+        return 0
     if args.child:
         print(json.dumps(child(args.child, args.repeat)))
         return 0
@@ -142,6 +176,19 @@ def main(argv: list[str] | None = None) -> int:
         f"ratio = simulated session time / slowest wall time of {args.repeat} runs; "
         f"targets: >= {TARGET_RATIO:.0f}x, < {TARGET_WALL_S} s per plan, peak RSS < {TARGET_PEAK_MB:.0f} MB"
     )
+    if args.phases:
+        print("where the time goes (cProfile cumulative s of one warm delivery; profiling inflates it):")
+        for label, relative in PLANS.items():
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", str(IHE_RO_DIR / relative), "--phases"],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=REPO_ROOT,
+                timeout=600,
+            )
+            found = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"  {label:32s} " + "  ".join(f"{k} {v:.2f}" for k, v in found.items()))
     print(f"issue 2 benchmark: {verdict(all_ok)}")
     return 0 if all_ok else 1
 
