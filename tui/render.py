@@ -104,28 +104,40 @@ def beams_eye_view(
     leaves = np.asarray(mlc_mm, dtype=float) if mlc_mm is not None else None
     text = Text()
     row_h = 2 * half_field_mm / rows
+    x_of = [c / scale - half_field_mm for c in range(width)]
+    pairs = None
+    if leaves is not None and bounds is not None and leaves.ndim == 2 and leaves.shape[0] == 2:
+        centres = [half_field_mm - (r + 0.5) * row_h for r in range(rows)]
+        pairs = np.searchsorted(bounds, centres) - 1  # one call for every row
     for r in range(rows):
         y_mm = half_field_mm - (r + 0.5) * row_h  # top row = +Y (gun-target: Y2 at the top)
         a_col, b_col = -1, width
-        if leaves is not None and bounds is not None and leaves.ndim == 2 and leaves.shape[0] == 2:
-            pair = int(np.searchsorted(bounds, y_mm)) - 1
+        if pairs is not None:
+            pair = int(pairs[r])
             if 0 <= pair < leaves.shape[1]:
                 a_col = col(float(leaves[0, pair]))
                 b_col = col(float(leaves[1, pair]))
         in_y = jy[0] <= y_mm <= jy[1]
+        run_char, run_style, run_len = "", "", 0
         for c in range(width):
-            x_mm = c / scale - half_field_mm
-            in_jaws = in_y and jx[0] <= x_mm <= jx[1]
+            in_jaws = in_y and jx[0] <= x_of[c] <= jx[1]
             if c <= a_col:
-                text.append("█", style="dodger_blue2" if in_jaws else "grey42")
+                ch, st = "█", ("dodger_blue2" if in_jaws else "grey42")
             elif c >= b_col:
-                text.append("█", style="green3" if in_jaws else "grey42")
+                ch, st = "█", ("green3" if in_jaws else "grey42")
             elif r == rows // 2 and c == width // 2:
-                text.append("+", style="bold red")
+                ch, st = "+", "bold red"
             elif in_jaws:
-                text.append(" ", style="on grey11")
+                ch, st = " ", "on grey11"
             else:
-                text.append("░", style="grey23")
+                ch, st = "░", "grey23"
+            if (ch, st) == (run_char, run_style):
+                run_len += 1
+                continue
+            if run_len:
+                text.append(run_char * run_len, style=run_style)
+            run_char, run_style, run_len = ch, st, 1
+        text.append(run_char * run_len, style=run_style)
         text.append("\n")
     return text
 

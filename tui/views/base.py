@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -20,7 +22,16 @@ class MachineView(Static):
     MachineView { height: auto; padding: 0 1; }
     """
 
+    _shown: object = None
+
     def show(self, snap: MachineSnapshot, model: MachineModel) -> None:
+        """Redraw from ``snap`` unless nothing has changed since the last one (same snapshot fields)."""
+        remaining = None if snap.remaining_s is None else round(snap.remaining_s)
+        scalars = dataclasses.replace(snap, positions={}, extra={}, time_s=0.0, remaining_s=None)
+        key = (scalars, remaining, id(snap.positions), tuple(id(v) for v in snap.extra.values()))
+        if key == self._shown:
+            return
+        self._shown = key
         self.update(self.render_snapshot(snap, model))
 
     def render_snapshot(self, snap: MachineSnapshot, model: MachineModel) -> RenderableType:

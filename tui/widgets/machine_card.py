@@ -30,19 +30,47 @@ class MachineCard(Static):
     def __init__(self, machine_id: str, **kwargs) -> None:
         super().__init__(id=f"card-{machine_id}", classes="machine-card", **kwargs)
         self.machine_id = machine_id
-        self._last: MachineSnapshot | None = None
+        self._last: tuple | None = None
 
     def show(self, snap: MachineSnapshot, *, selected: bool) -> None:
         self.set_class(selected, "-selected")
         for state, cls in STATE_CLASSES.items():
             self.set_class(snap.state == state, cls)
-        if snap == self._last:
-            return
-        self._last = snap
+        key = card_key(snap)
+        if key == self._last:
+            return  # nothing the card shows has changed: no re-render, no re-layout
+        self._last = key
         self.update(render_card(snap))
 
     def on_click(self) -> None:
         self.post_message(self.Selected(self.machine_id))
+
+
+def card_key(snap: MachineSnapshot) -> tuple:
+    """Everything the card shows, at the resolution it shows it."""
+    remaining = None if snap.remaining_s is None else round(snap.remaining_s)
+    return (
+        snap.state,
+        snap.awaiting_beam_on,
+        snap.patient,
+        snap.plan_label,
+        snap.unit_number,
+        snap.unit_name,
+        snap.unit_count,
+        round(snap.delivered, 2),
+        snap.specified,
+        remaining,
+        snap.door_open,
+        snap.interlocks,
+        snap.hold_reason,
+        snap.last_event,
+        snap.step,
+        snap.busy,
+        snap.outcome,
+        snap.auto,
+        snap.manual,
+        snap.beam_on,
+    )
 
 
 def render_card(snap: MachineSnapshot) -> Group:
