@@ -71,18 +71,33 @@ class Observed:
         return self._stored[ref.sop_instance_uid]
 
     def delivered_by_beam(self, view: WorkitemView) -> dict[int, float]:
+        """Beam number -> delivered MU (linac), or channel number -> delivered time in s (brachy)."""
         out: dict[int, float] = {}
         for ref in view.record_refs:
             record = self.record(ref)
-            for item in (record.get("TreatmentSessionBeamSequence") or []) if record is not None else []:
-                beam = int(
-                    item.get("ReferencedBeamNumber", 0)
-                    or item.get("ReferencedBrachyApplicationSetupNumber", 0)
-                    or 0
-                )
-                value = item.get("DeliveredPrimaryMeterset")
-                out[beam] = out.get(beam, 0.0) + (float(value) if value not in (None, "") else 0.0)
+            if record is None:
+                continue
+            for item in record.get("TreatmentSessionBeamSequence") or []:
+                _add(out, int(item.get("ReferencedBeamNumber", 0) or 0), item.get("DeliveredPrimaryMeterset"))
+            for setup in record.get("TreatmentSessionApplicationSetupSequence") or []:
+                for channel in setup.get("RecordedChannelSequence") or []:
+                    _add(
+                        out,
+                        int(channel.get("ChannelNumber", 0) or 0),
+                        channel.get("DeliveredChannelTotalTime"),
+                    )
         return out
+
+
+def session_items(record: Dataset) -> list[Dataset]:
+    """The record's per-beam (linac) or per-application-setup (brachy) items, with termination status."""
+    return list(record.get("TreatmentSessionBeamSequence") or []) + list(
+        record.get("TreatmentSessionApplicationSetupSequence") or []
+    )
+
+
+def _add(out: dict[int, float], key: int, value: object) -> None:
+    out[key] = out.get(key, 0.0) + (float(value) if value not in (None, "") else 0.0)
 
 
 @dataclass
@@ -170,7 +185,7 @@ class RecordTermination(Expectation):
                     False,
                     f"{self.workitem!r}: record {ref.sop_instance_uid} is listed but the OST has none",
                 )
-            items += list(record.get("TreatmentSessionBeamSequence") or [])
+            items += session_items(record)
         if self.beam is not None:
             items = [i for i in items if int(i.get("ReferencedBeamNumber", -1)) == self.beam]
             if not items:

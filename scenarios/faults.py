@@ -419,3 +419,16 @@ def _position_at(values: np.ndarray, timeline: list[tuple[float, float, int, int
 
 
 FaultFactory = Callable[..., Fault]
+
+
+def _register_device_kind_faults() -> None:
+    """Each device kind's own faults register themselves in their module (when that device is installed)."""
+    import contextlib
+    import importlib
+
+    for module in ("scenarios.afterloader_faults",):
+        with contextlib.suppress(ImportError):  # the device kind is not part of this installation
+            importlib.import_module(module)
+
+
+_register_device_kind_faults()

@@ -158,7 +158,15 @@ def _machines(data: Mapping[str, Any], source: str, base: Path) -> tuple[Machine
     if not tables:
         raise ScenarioError(source, "machines", "at least one [[machines]] table is needed")
     out = []
-    allowed = {"name", "model", "station", "answers_to", "require_approved", "interrupt_timeout_s"}
+    allowed = {
+        "name",
+        "model",
+        "station",
+        "answers_to",
+        "require_approved",
+        "interrupt_timeout_s",
+        "fresh_source",
+    }
     for i, t in enumerate(tables):
         where = f"machines[{i}]."
         _unknown(t, allowed, source, where)
@@ -181,6 +189,7 @@ def _machines(data: Mapping[str, Any], source: str, base: Path) -> tuple[Machine
                 answers_to=_get(t, "answers_to", str, source, where, None),
                 require_approved=_get(t, "require_approved", bool, source, where, True),
                 interrupt_timeout_s=timeout,
+                fresh_source=_get(t, "fresh_source", bool, source, where, False),
             )
         )
     if len({m.name for m in out}) != len(out):

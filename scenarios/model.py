@@ -22,6 +22,7 @@ class MachineSpec:
     answers_to: str | None = None
     require_approved: bool = True
     interrupt_timeout_s: float = 600.0
+    fresh_source: bool = False  # afterloader: a source calibrated as the run starts (exchanged today)
 
 
 @dataclass(frozen=True)

@@ -62,18 +62,22 @@ def check_sample(sample: str, params: dict[str, Any]) -> str | None:
     return None
 
 
-def build_plan(spec: PlanSpec) -> Dataset:
-    """The plan's dataset (samples are cached per process: treat the result as read-only)."""
+def build_plan(spec: PlanSpec, source: Any = None) -> Dataset:
+    """The plan's dataset (samples are cached per process: treat the result as read-only).
+
+    ``source``: the afterloader's installed source, for brachy samples (dwell times for its strength).
+    """
     if spec.file is not None:
         return read_dataset_file(spec.file)
     assert spec.sample is not None
-    key = (spec.sample, tuple(sorted((k, repr(v)) for k, v in spec.params.items())))
+    family, _, kind = spec.sample.partition(":")
+    extra = {"source": source} if source is not None and family == "brachy" else {}
+    key = (spec.sample, tuple(sorted((k, repr(v)) for k, v in {**spec.params, **extra}.items())))
     if key not in _CACHE:
-        family, _, kind = spec.sample.partition(":")
         found = _generator(family)
         assert found is not None
         function, _, kind_keyword = found
-        _CACHE[key] = function(**{kind_keyword: kind}, **spec.params)
+        _CACHE[key] = function(**{kind_keyword: kind}, **spec.params, **extra)
     return _CACHE[key]
 
 

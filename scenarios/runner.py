@@ -17,6 +17,7 @@ holds simulated times only, per machine in the order that machine's thread produ
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import shutil
@@ -31,14 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from machine_models import load_model
+from machine_models import dump_model, load_model
 from scenarios.errors import ScenarioError
 from scenarios.expectations import Observed, WorkitemView
 from scenarios.faults import DeviceCrash, NetworkFault
 from scenarios.model import FaultSpec, MachineSpec, Scenario, ScriptSpec
 from scenarios.plans import build_plan
 from scenarios.trace import Trace, event_entry
-from scenarios.triggers import CheckpointTrigger, OperationTrigger
+from scenarios.triggers import CheckpointTrigger, OperationTrigger, TimeTrigger
 from simulators.core import events as ev
 from simulators.core.bus import EventBus
 from simulators.core.clock import FastClock
@@ -122,6 +123,7 @@ class _MachineRun:
         self.later: list[list[Any]] = []  # [due machine time, action(engine), done]
         self.lock = threading.Lock()
         self.faults = [a for a in runner.armed if a.spec.machine == spec.name]
+        self.model = load_model(runner.models[spec.name])
         self.op_counts = [0] * len(self.faults)
         self.op_hits = [0] * len(self.faults)
 
@@ -196,28 +198,21 @@ class _MachineRun:
         bus = EventBus()
         self.clock = _WakeClock()
         tasks = request.beam_tasks or ()
-        what = (
-            ", ".join(
-                f"{getattr(t, 'delivery_type', 'TREATMENT')} unit {getattr(t, 'beam_number', '?')}"
-                + (
-                    f" from {t.start_meterset_mu:g}"
-                    if getattr(t, "start_meterset_mu", None) not in (None, 0, 0.0)
-                    else ""
-                )
-                for t in tasks
-            )
-            or "every unit of fraction group 1"
-        )
+        what = ", ".join(_describe_task(t) for t in tasks) or "every unit of fraction group 1"
 
         def hook(engine: DeliveryEngine) -> None:
             self.engine = engine
             self.unit = None
             self.in_delivery = True
             self.add("session", what=what)
-            bus.subscribe(self.on_event)
+            engine.bus.subscribe(self.on_event)
             for armed in self.faults:
                 trigger = armed.spec.trigger
-                if armed.spec.session == session and getattr(trigger, "kind", "") == "engine":
+                if armed.spec.session != session or getattr(trigger, "kind", "") != "engine":
+                    continue
+                if isinstance(trigger, TimeTrigger) and trigger.time_s == 0.0:
+                    self._fire(armed)  # before the run: faults that watch the session from its start
+                else:
                     trigger.arm(engine, armed.rng, lambda a=armed: self._fire(a))
             for item in self.later:
                 if not item[2]:
@@ -287,6 +282,17 @@ class _MachineRun:
             self.add("fault_error", fault=spec.fault.name, error=f"{type(error).__name__}: {error}")
 
 
+def _describe_task(task: Any) -> str:
+    """``TREATMENT beam 1``, ``CONTINUATION beam 1 from 112 MU``, ``CONTINUATION application setup 1``."""
+    kind = getattr(task, "delivery_type", "TREATMENT")
+    if hasattr(task, "beam_number"):
+        start = getattr(task, "start_meterset_mu", None)
+        return f"{kind} beam {task.beam_number}" + (f" from {start:g} MU" if start else "")
+    if hasattr(task, "setup_number"):
+        return f"{kind} application setup {task.setup_number}"
+    return str(kind)
+
+
 class _Context:
     """What faults and scripts act on (satisfies :class:`scenarios.faults.FaultContext`)."""
 
@@ -295,6 +301,9 @@ class _Context:
         self.rng = rng
         self.machine = run.spec.name
         self.engine = run.engine
+        self.emergency_retraction_s = getattr(
+            getattr(run.model, "afterloader", None), "emergency_retraction_s", None
+        )
         self.env = run.engine.env if run.engine is not None else None
 
     def note(self, what: str, **details: Any) -> None:
@@ -378,12 +387,14 @@ class _Runner:
             (script, np.random.default_rng(s))
             for script, s in zip(scenario.scripts, streams[len(scenario.faults) :], strict=True)
         ]
+        self.day_start = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
+        self.models = {m.name: self._model_path(m) for m in scenario.machines}
         self.runs = {m.name: _MachineRun(m, self) for m in scenario.machines}
         self.site = LocalSite(
             work_dir,
             [
                 DeviceSpec(
-                    machine=m.model,
+                    machine=self.models[m.name],
                     station=m.station,
                     ae_title=m.name,
                     answers_to=m.answers_to,
@@ -406,19 +417,40 @@ class _Runner:
         self.outcomes: list[WorkitemOutcome] = []
         self.errors: list[str] = []
 
+    def _model_path(self, machine: MachineSpec) -> str:
+        """The model to run: as given, or (``fresh_source``) with its source calibrated as the run starts
+        (a freshly exchanged source; the sample plans' dwell times are for its strength)."""
+        if not machine.fresh_source:
+            return machine.model
+        model = load_model(machine.model)
+        if model.afterloader is None:
+            raise ScenarioError(
+                self.scenario.source, "machines", f"{machine.name}: fresh_source needs an afterloader"
+            )
+        calibrated = datetime.now().replace(microsecond=0)
+        source = dataclasses.replace(model.afterloader.source, calibration_datetime=calibrated)
+        fresh = dataclasses.replace(model, afterloader=dataclasses.replace(model.afterloader, source=source))
+        folder = self.work_dir / "machines"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{machine.name}.toml"
+        path.write_text(dump_model(fresh), encoding="utf-8")
+        return str(path)
+
     def schedule(self) -> None:
         scenario = self.scenario
         plans = {p.name: p for p in scenario.plans}
         machines = {m.name: m for m in scenario.machines}
-        day_start = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
+        day_start = self.day_start
         k = 0
         for entry in scenario.schedule:
+            machine = machines[entry.machine]
+            model = self.runs[machine.name].model
+            source = model.afterloader.source if machine.fresh_source and model.afterloader else None
             try:
-                plan = build_plan(plans[entry.plan])
+                plan = build_plan(plans[entry.plan], source=source)
             except RtsimError as error:
                 raise ScenarioError(scenario.source, entry.key, f"plan {entry.plan!r}: {error}") from None
-            machine = machines[entry.machine]
-            kind = load_model(machine.model).kind
+            kind = model.kind
             code = workitem_code(driver_for(kind).workitem_code_value)
             metersets = plan_metersets(plan)
             for offset, label in enumerate(entry.labels()):
@@ -510,8 +542,14 @@ class _Runner:
 
 
 def plan_metersets(plan) -> dict[int, float]:
-    """Beam (or application setup) number -> planned meterset, from fraction group 1."""
+    """Beam number -> planned MU (fraction group 1), or channel number -> Channel Total Time (brachy)."""
     out: dict[int, float] = {}
+    for setup in plan.get("ApplicationSetupSequence") or []:
+        for channel in setup.get("ChannelSequence") or []:
+            if channel.get("ChannelTotalTime") not in (None, ""):
+                out[int(channel.ChannelNumber)] = float(channel.ChannelTotalTime)
+    if out:
+        return out
     groups = plan.get("FractionGroupSequence") or []
     if not groups:
         return out
