@@ -13,10 +13,13 @@ import pytest
 from textual.widgets import DataTable
 from tui_helpers import plain, until
 
+from machine_models import load_model
 from tui.app import make_console
+from tui.clinic import Clinic, new_handle
 from tui.local import default_machines, local_clinic
 from tui.screens.machine import MachineScreen
-from tui.screens.modals import FaultScreen
+from tui.screens.modals import FaultScreen, HelpScreen
+from tui.tracker import EventLog
 from tui.widgets.machine_card import MachineCard
 
 SIZE = (150, 44)
@@ -48,6 +51,7 @@ def test_operator_session_select_beam_on_interrupt_resume_fault(clinic) -> None:
             labels = [line.label for line in snap().worklist]
             target = next(i for i, label in enumerate(labels) if label.startswith("vmat"))
             table = app.screen.query_one("#worklist", DataTable)
+            await until(pilot, lambda: table.row_count == 3, "the worklist table filled")
             assert app.focused is table
             for _ in range(target):
                 await pilot.press("down")
@@ -127,16 +131,26 @@ def test_operator_session_select_beam_on_interrupt_resume_fault(clinic) -> None:
     asyncio.run(run())
 
 
-def test_refusals_without_a_session_and_clock_controls(clinic) -> None:
+def test_refusals_without_a_session_and_clock_controls() -> None:
+    log = EventLog()
+    model = load_model("truebeam-millennium120")
+    clinic = Clinic([new_handle(f"LINAC{i}", model, f"LINAC{i}", log) for i in (1, 2)], log=log)
+
     async def run() -> None:
         app = make_console(clinic, refresh_hz=20)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: clinic.ready.is_set(), "clinic started")
-            for key in ("B", "space", "r", "T"):
+            for key in ("B", "space", "r", "T", "p", "f"):
                 await pilot.press(key)
+            assert isinstance(app.screen, FaultScreen)
+            await pilot.press("enter")  # no session: the fault is refused, not injected
             texts = log_texts(clinic, "LINAC1")
             assert "beam on refused: no session prepared" in texts
             assert "interrupt refused: no session running" in texts
+            assert "resume refused: no session running" in texts
+            assert "terminate refused: no session running" in texts
+            assert "prepare refused: no worklist item selected" in texts
+            assert any(t.startswith("fault 'Door opened' not injected") for t in texts)
             await pilot.press("4")
             assert clinic.speed == 60.0
             await pilot.press("full_stop")
@@ -144,5 +158,50 @@ def test_refusals_without_a_session_and_clock_controls(clinic) -> None:
             assert "PAUSED" in app.sub_title
             await pilot.press("right_square_bracket")
             assert app.selected == "LINAC2"
+            await pilot.press("d")
+            assert clinic.snapshot("LINAC2").door_open  # the door works without a session
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+
+    asyncio.run(run())
+
+
+def test_afterloader_session_source_out_and_stuck_source(tmp_path) -> None:
+    machines = [m for m in default_machines(1) if m.spec.ae_title == "HDR1"]
+    if not machines:
+        pytest.skip("no afterloader simulator in this tree")
+    clinic = local_clinic(tmp_path, machines, speed=10.0, seed=3)
+
+    async def run() -> None:
+        app = make_console(clinic, refresh_hz=20)
+        async with app.run_test(size=SIZE) as pilot:
+            snap = lambda: clinic.snapshot("HDR1")  # noqa: E731
+            await until(pilot, lambda: len(snap().worklist) == 3, "the HDR1 worklist (3 sample plans)")
+            table = app.screen.query_one("#worklist", DataTable)
+            await until(pilot, lambda: table.row_count == 3, "the worklist table filled")
+            labels = [line.label for line in snap().worklist]
+            target = next(i for i, label in enumerate(labels) if label.startswith("hdr-cylinder"))
+            for _ in range(target):
+                await pilot.press("down")
+            if target == 0:
+                await pilot.press("down", "up")
+            await until(pilot, lambda: snap().selected.label == labels[target], "select the cylinder")
+            await pilot.press("p")
+            await until(pilot, lambda: snap().awaiting_beam_on, "ready for source out", timeout_s=30)
+            await pilot.press("v")
+            await pilot.press("B")
+            source_out = lambda: float(snap().positions.get("source_position_mm", -1.0)) >= 0  # noqa: E731
+            await until(pilot, source_out, "the source out in the channel")
+            await until(pilot, lambda: snap().delivered > 0, "dwell time counting")
+            await pilot.pause(0.2)
+            text = plain(app.screen.query_one("#machine-view").content)
+            assert "OUT," in text
+            assert "Check cable channel checked OK" in text
+            assert "Ir-192" in text
+            clinic.inject("HDR1", "source_stuck")
+            await until(pilot, lambda: "SOURCE_STUCK" in snap().interlocks, "SOURCE_STUCK interlock")
+            await until(pilot, lambda: snap().state == "TERMINATED", "session ended MACHINE")
+            await until(pilot, lambda: "CANCELED" in snap().outcome, "UPS CANCELED with a partial record")
+            assert 0 < snap().delivered < snap().specified
 
     asyncio.run(run())
