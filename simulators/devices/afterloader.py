@@ -29,7 +29,9 @@ the safe) and ``channel`` (the indexer's channel number).
 Continuations (:class:`~simulators.plans.brachy_model.BrachyTask`): pulses before the continuation pulse are
 skipped; in that pulse an omitted channel is skipped and a channel with a window of Cumulative Time Weights
 delivers only that window: control points before the window are passed in transit, the dwell holding the
-window start delivers its remainder. ``meterset_offset`` is the corrected time already delivered.
+window start delivers its remainder. ``meterset_offset`` is the corrected time already delivered. A window
+bound is the same share of the channel's corrected time as of its Final Cumulative Time Weight
+(:func:`window_time_s`), the share the TMS computes from the records.
 """
 
 from __future__ import annotations
@@ -232,8 +234,8 @@ def _channel_body(planned: PlannedUnit, al: AfterloaderModel, factor: float, sou
     if channel.final_cumulative_time_weight <= 0:
         raise RtsimError(f"{source}: channel {channel.number}: Final Cumulative Time Weight is 0")
     cumulative = corrected_cumulative_time_s(channel, factor, al.dwell_time_resolution_s)
-    start = time_at_weight(channel, cumulative, planned.window.start_weight)
-    end = time_at_weight(channel, cumulative, planned.window.end_weight)
+    start = window_time_s(channel, cumulative, planned.window.start_weight)
+    end = window_time_s(channel, cumulative, planned.window.end_weight)
     plan_meterset = np.clip(cumulative, start, end) - start
     safe = -al.safe_to_channel_mm
     positions = [float(p) for p in channel.relative_positions_mm]
@@ -277,6 +279,19 @@ def _channel_body(planned: PlannedUnit, al: AfterloaderModel, factor: float, sou
     for values in (*positions_by_axis.values(), meterset, indices):
         values.setflags(write=False)  # shared by every pulse's unit
     return _ChannelBody(indices, meterset, positions_by_axis, tuple(segments), start, end)
+
+
+def window_time_s(channel: BrachyChannel, cumulative: np.ndarray, weight: float) -> float:
+    """A continuation window's bound in session time: its share of the channel's weight x the corrected total.
+
+    The share is what the TMS knows (delivered / specified channel time in the records), so a window that
+    starts at ``share x final weight`` starts after ``share x total`` seconds: the records of one fraction
+    then add up to the channel's time exactly (per-dwell timer rounding would otherwise leave a few 0.01 s).
+    """
+    final = channel.final_cumulative_time_weight
+    if final <= 0:
+        return 0.0
+    return float(cumulative[-1]) * min(max(weight / final, 0.0), 1.0)
 
 
 def time_at_weight(channel: BrachyChannel, cumulative: np.ndarray, weight: float) -> float:

@@ -48,6 +48,7 @@ from simulators.dicom.tdd.retry import (
 )
 from simulators.dicom.tdd.scu import AssociationPool, NetworkFaultHook, PeerClient
 from simulators.errors import PlanReadError, RtsimError
+from simulators.plans.brachy_model import BrachyTask
 from simulators.plans.model import BeamTask
 
 LOG = logging.getLogger(__name__)
@@ -90,9 +91,14 @@ BeamTaskParser = Callable[[Dataset], object]
 
 
 def _default_beam_task_parser(bdi: Dataset) -> object:
+    uid = bdi.get("SOPInstanceUID", "")
+    if str(bdi.get("SOPClassUID", "")) == codes.RT_BRACHY_DELIVERY_INSTRUCTION_STORAGE:
+        from simulators.dicom.brachy_instruction import read_brachy_instruction  # afterloaders
+
+        return read_brachy_instruction(bdi, source=f"RT Brachy Application Setup Delivery Instruction {uid}")
     from simulators.dicom.bdi import read_bdi  # the TMS side owns the BDI reader
 
-    return read_bdi(bdi, source=f"RT Beams Delivery Instruction {bdi.get('SOPInstanceUID', '')}".strip())
+    return read_bdi(bdi, source=f"RT Beams Delivery Instruction {uid}".strip())
 
 
 def _as_beam_tasks(parsed: object) -> tuple[BeamTask, ...]:
@@ -101,6 +107,8 @@ def _as_beam_tasks(parsed: object) -> tuple[BeamTask, ...]:
     A beam listed in the Omitted Beam Task Sequence (``omitted_beams``) is never delivered.
     """
     tasks = tuple(getattr(parsed, "beam_tasks", parsed))  # type: ignore[arg-type]
+    if tasks and all(isinstance(task, BrachyTask) for task in tasks):
+        return tasks  # type: ignore[return-value]  # afterloader tasks: omitted channels are inside them
     for task in tasks:
         if not isinstance(task, BeamTask):
             raise RtsimError(f"BDI parser returned {type(task).__name__}, expected BeamTask")

@@ -24,6 +24,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import (
     RTBeamsDeliveryInstructionStorage,
+    RTBrachyApplicationSetupDeliveryInstructionsStorage,
     RTIonPlanStorage,
     RTPlanStorage,
     UnifiedProcedureStepPull,
@@ -34,6 +35,7 @@ from pynetdicom.sop_class import (
 
 from simulators.dicom import codes
 from simulators.dicom.bdi import build_bdi, fraction_group
+from simulators.dicom.brachy_instruction import build_brachy_instruction
 from simulators.dicom.peers import Peer
 from simulators.dicom.tms.config import DEFAULT_CLIENT_AE
 from simulators.dicom.tms.netutil import no_delay_association
@@ -181,7 +183,9 @@ def schedule_plan(
     """Put ``fractions`` treatment sessions of ``plan_ds`` on the TMS worklist for ``station``.
 
     C-STORE the plan to the OST (``ost``, default the TMS), then per fraction build and C-STORE its BDI
-    to the TMS and N-CREATE its UPS (UPS Push). Returns the created workitems in fraction order.
+    to the TMS and N-CREATE its UPS (UPS Push). Returns the created workitems in fraction order. A brachy
+    plan gets an RT Brachy Application Setup Delivery Instruction instead, and workitem code 121735 (RT
+    Brachy Treatment) unless another is given.
     """
     source = f"RT Plan {plan_ds.get('SOPInstanceUID', '?')}"
     if str(plan_ds.get("SOPClassUID", "")) not in (RTPlanStorage, RTIonPlanStorage):
@@ -214,14 +218,21 @@ def schedule_plan(
         str(plan_ds.get("SeriesInstanceUID", "") or ""),
         ost_peer.ae_title,
     )
-    contexts = [RTBeamsDeliveryInstructionStorage, UnifiedProcedureStepPush]
+    brachy = "ApplicationSetupSequence" in plan_ds  # an afterloader plan: brachy instruction and workitem
+    if brachy and workitem_code == codes.WORKITEM_RT_TREATMENT_INTERNAL_VERIFICATION:
+        workitem_code = codes.WORKITEM_RT_BRACHY_TREATMENT
+    instruction_class = (
+        RTBrachyApplicationSetupDeliveryInstructionsStorage if brachy else RTBeamsDeliveryInstructionStorage
+    )
+    contexts = [instruction_class, UnifiedProcedureStepPush]
     ae, assoc = _associate(tms, calling_ae, contexts, tls_args=tls_args, timeout_s=timeout_s)
     created: list[ScheduledFraction] = []
     try:
         for offset in range(fractions):
             number = first_fraction + offset
             when = begin + offset * fraction_interval
-            bdi = build_bdi(
+            build = build_brachy_instruction if brachy else build_bdi
+            bdi = build(
                 plan_ds,
                 fraction_number=number,
                 fraction_group_number=fraction_group_number,

@@ -13,6 +13,12 @@ CONTINUATION, with a new RT Beams Delivery Instruction:
 * nothing delivered: a TREATMENT task (the beam was not started);
 * Current Fraction Number stays the original fraction's.
 
+An afterloader's fraction (RT Brachy Treatment Records) continues the same way with a new RT Brachy
+Application Setup Delivery Instruction: per channel the share of its time delivered (all partial records)
+gives the Start Cumulative Time Weight still to deliver, fully delivered channels are omitted
+(ALREADY_TREATED), and a PDR course resumes in the first pulse not complete
+(:func:`simulators.dicom.brachy_instruction.plan_brachy_continuation`).
+
 The new UPS lists the plan (at the OST AE), the new BDI (at the TMS AE) and every partial record of the
 fraction (at the OST AE), and names the canceled UPS in its Replaced Procedure Step Sequence. A UPS
 canceled with nothing delivered (a refused plan) is not continued; its reason stays on the worklist.
@@ -32,6 +38,14 @@ from pydicom.uid import generate_uid
 
 from simulators.dicom import codes
 from simulators.dicom.bdi import beam_metersets, build_bdi, read_bdi, treatment_beams
+from simulators.dicom.brachy_instruction import (
+    BrachyInstruction,
+    build_brachy_instruction,
+    delivered_seconds,
+    plan_brachy_continuation,
+    read_brachy_instruction,
+)
+from simulators.dicom.brachy_instruction import default_tasks as default_brachy_tasks
 from simulators.dicom.tms.config import TmsConfig
 from simulators.dicom.tms.object_store import ObjectStore
 from simulators.dicom.tms.ups_store import Outcome, UpsStore
@@ -287,10 +301,15 @@ class ContinuationScheduler:
         session_records = [
             r for r in records if str(r.SOPInstanceUID) in {o.sop_instance_uid for o in output_records}
         ]
-        session_mu = sum(
-            float(item.get("DeliveredPrimaryMeterset") or 0.0)
-            for record in session_records
-            for item in record.get("TreatmentSessionBeamSequence") or []
+        brachy = any(r.sop_class_uid == codes.RT_BRACHY_TREATMENT_RECORD_STORAGE for r in output_records)
+        session_mu = (
+            delivered_seconds(session_records)  # afterloader: dwell time delivered
+            if brachy
+            else sum(
+                float(item.get("DeliveredPrimaryMeterset") or 0.0)
+                for record in session_records
+                for item in record.get("TreatmentSessionBeamSequence") or []
+            )
         )
         if session_mu <= METERSET_TOLERANCE_MU:
             self._skip(uid, "nothing was delivered in the canceled session")
@@ -303,24 +322,45 @@ class ContinuationScheduler:
         if plan is None:
             self._skip(uid, f"RT Plan {plan_refs[0].sop_instance_uid} is not on the OST")
             return None
+        moment = now or datetime.now()
         try:
-            original_tasks, fraction = self._original_tasks(inputs, plan, records)
-            remaining = plan_continuation(plan, original_tasks, records, fraction_number=fraction)
+            if (
+                brachy
+            ):  # the remaining dwells of an afterloader fraction (simulators.dicom.brachy_instruction)
+                instruction = self._brachy_instruction(inputs)
+                fraction = instruction.fraction_number if instruction else 1
+                original = list(instruction.tasks) if instruction else default_brachy_tasks(plan, fraction)
+                brachy_tasks = plan_brachy_continuation(plan, original, records, fraction_number=fraction)
+                counts = (len(brachy_tasks), sum(len(t.omitted_channels) for t in brachy_tasks))
+            else:
+                original_tasks, fraction = self._original_tasks(inputs, plan, records)
+                remaining = plan_continuation(plan, original_tasks, records, fraction_number=fraction)
+                counts = (len(remaining.tasks), len(remaining.omitted))
         except (PlanReadError, KeyError, ValueError) as error:
             LOG.error("UPS %s CANCELED: continuation cannot be computed: %s", uid, error)
             return None
-        if not remaining.tasks:
-            self._skip(uid, f"every beam of fraction {fraction} is already delivered")
+        if counts[0] == 0:
+            self._skip(
+                uid, f"every {'channel' if brachy else 'beam'} of fraction {fraction} is already delivered"
+            )
             return None
-        moment = now or datetime.now()
-        bdi = build_bdi(
-            plan,
-            fraction_number=fraction,
-            beam_tasks=remaining.tasks,
-            omitted=remaining.omitted,
-            when=moment,
-            source=f"RT Plan {plan.SOPInstanceUID}",
-        )
+        if brachy:
+            bdi = build_brachy_instruction(
+                plan,
+                fraction_number=fraction,
+                tasks=brachy_tasks,
+                when=moment,
+                source=f"RT Plan {plan.SOPInstanceUID}",
+            )
+        else:
+            bdi = build_bdi(
+                plan,
+                fraction_number=fraction,
+                beam_tasks=remaining.tasks,
+                omitted=remaining.omitted,
+                when=moment,
+                source=f"RT Plan {plan.SOPInstanceUID}",
+            )
         self.objects.store_dataset(bdi)
         new_inputs = [
             InputRef(
@@ -384,17 +424,27 @@ class ContinuationScheduler:
         outcome = self.ups.create(ds, uid=generate_uid())
         if outcome.ok and outcome.dataset is not None:
             LOG.info(
-                "UPS %s CANCELED after %.5g MU: CONTINUATION UPS %s for fraction %d (%d task(s), %d omitted)",
+                "UPS %s CANCELED after %.5g MU (or s): CONTINUATION UPS %s for fraction %d "
+                "(%d task(s), %d omitted)",
                 uid,
                 session_mu,
                 outcome.dataset.SOPInstanceUID,
                 fraction,
-                len(remaining.tasks),
-                len(remaining.omitted),
+                counts[0],
+                counts[1],
             )
         else:
             LOG.error("continuation UPS for %s refused by the store: %s", uid, outcome.comment)
         return outcome
+
+    def _brachy_instruction(self, inputs: list[InputRef]) -> BrachyInstruction | None:
+        """The canceled session's brachy delivery instruction, if the TMS still has it."""
+        for ref in inputs:
+            if ref.sop_class_uid == codes.RT_BRACHY_DELIVERY_INSTRUCTION_STORAGE:
+                ds = self.objects.read(ref.sop_instance_uid)
+                if ds is not None:
+                    return read_brachy_instruction(ds)
+        return None
 
     def _original_tasks(
         self, inputs: list[InputRef], plan: Dataset, records: list[Dataset]
