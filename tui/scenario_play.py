@@ -60,6 +60,9 @@ class ScenarioPlay:
         self.error = ""
         self.result: Any = None
         self._thread: threading.Thread | None = None
+        self._live: list[dict[str, Any]] = []  # trace-like entries seen so far (for live verdicts)
+        self._offsets: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     @property
     def title(self) -> str:
@@ -108,6 +111,7 @@ class ScenarioPlay:
             engine_options = dict(options.get("engine_options") or {})
             clock = _PacedWakeClock(clinic.speed, engine_options.get("clock"))
             mine = clinic.session_options(ae_title, request, bus=options.get("bus"), clock=clock)
+            mine["bus"].subscribe(lambda event, ae=ae_title: self._on_event(ae, event))
             options["bus"] = mine["bus"]
             options["engine_hooks"] = (*options.get("engine_hooks", ()), *mine["engine_hooks"])
             engine_options["clock"] = clock
@@ -120,16 +124,58 @@ class ScenarioPlay:
             if name in clinic.machines:
                 clinic.machines[name].tracker.note("device started by the scenario runner", "dicom")
 
+    def _on_event(self, machine: str, event: Any) -> None:
+        """Keep a trace-like entry per engine event (sim thread), on the machine's time line."""
+        from scenarios.trace import event_entry
+        from simulators.core.events import DeliveryFinished
+
+        found = event_entry(event)
+        with self._lock:
+            offset = self._offsets.get(machine, 0.0)
+            if found is not None:
+                kind, fields = found
+                self._live.append(
+                    {**fields, "t": offset + float(event.time_s), "machine": machine, "event": kind}
+                )
+            if isinstance(event, DeliveryFinished):
+                self._offsets[machine] = offset + float(event.time_s)
+
     def lines(self) -> list[ExpectationLine]:
-        """Every expectation, pending until the scenario ends."""
+        """Every expectation: pending while the scenario plays, except event expectations that are
+        already decided by what happened (seen: passed; a ``never`` event seen: failed); the runner's
+        verdicts when it ends."""
         if self.result is None:
-            state = "pending" if self.state != "error" else "failed"
-            message = self.error if self.state == "error" else ""
-            return [ExpectationLine(e.describe(), state, message) for e in self.scenario.expectations]
+            if self.state == "error":
+                return [
+                    ExpectationLine(e.describe(), "failed", self.error) for e in self.scenario.expectations
+                ]
+            return [self._live_line(e) for e in self.scenario.expectations]
         return [
             ExpectationLine(r.description, "passed" if r.passed else "failed", r.message)
             for r in self.result.results
         ]
+
+    def _live_line(self, expectation: Any) -> ExpectationLine:
+        name = getattr(expectation, "name", "")
+        if name in ("event", "never"):
+            with self._lock:
+                observed = _LiveTrace(list(self._live))
+            try:
+                passed, message = expectation.check(observed)
+            except Exception:
+                passed, message = name == "never", ""
+            if name == "event" and passed:
+                return ExpectationLine(expectation.describe(), "passed", message)
+            if name == "never" and not passed:
+                return ExpectationLine(expectation.describe(), "failed", message)
+        return ExpectationLine(expectation.describe(), "pending")
+
+
+@dataclass
+class _LiveTrace:
+    """What an event expectation reads (``observed.trace``), from the console's own subscription."""
+
+    trace: list[dict[str, Any]]
 
 
 def scenario_console(
