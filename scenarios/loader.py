@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from machine_models import ModelError, load_model
 from scenarios import expectations as ex
 from scenarios import faults as fl
 from scenarios.errors import ScenarioError
@@ -33,6 +34,7 @@ from scenarios.triggers import (
     TimeTrigger,
     Trigger,
 )
+from simulators.errors import RtsimError
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 UNIT_KEYS = ("unit", "beam", "channel", "shot")
@@ -120,12 +122,22 @@ def loads_scenario(
     name = _get(data, "name", str, source, "", Path(source).stem)
     machines = _machines(data, source, base)
     names = [m.name for m in machines]
+    kinds = _kinds(machines, source)
     plans = _plans(data, source, base)
     plan_names = {p.name for p in plans}
     schedule = _schedule(data, source, names, plan_names)
     faults = tuple(
         _fault(t, f"faults[{i}]", source, names) for i, t in enumerate(_tables(data, "faults", source))
     )
+    for spec in faults:
+        allowed_kinds = type(spec.fault).device_kinds
+        if allowed_kinds and kinds[spec.machine] not in allowed_kinds:
+            raise ScenarioError(
+                source,
+                f"{spec.key}.type",
+                f"{spec.fault.name} is a fault of {', '.join(allowed_kinds)} devices; "
+                f"{spec.machine} is {kinds[spec.machine]}",
+            )
     scripts = tuple(
         _script(t, f"scripts[{i}]", source, base, names)
         for i, t in enumerate(_tables(data, "scripts", source))
@@ -195,6 +207,17 @@ def _machines(data: Mapping[str, Any], source: str, base: Path) -> tuple[Machine
     if len({m.name for m in out}) != len(out):
         raise ScenarioError(source, "machines", "machine names must be unique")
     return tuple(out)
+
+
+def _kinds(machines: tuple[MachineSpec, ...], source: str) -> dict[str, str]:
+    """Machine name -> device kind (the model is loaded: a wrong id or file is reported here)."""
+    out = {}
+    for i, machine in enumerate(machines):
+        try:
+            out[machine.name] = str(load_model(machine.model).kind)
+        except (ModelError, RtsimError) as error:
+            raise ScenarioError(source, f"machines[{i}].model", str(error)) from None
+    return out
 
 
 def _plans(data: Mapping[str, Any], source: str, base: Path) -> tuple[PlanSpec, ...]:

@@ -149,3 +149,13 @@ def test_every_fault_registers_a_kind_and_a_summary() -> None:
         assert cls.name == name
         assert cls.kind in ("engine", "network", "tms", "device")
         assert cls.summary
+
+
+def test_a_fault_of_another_device_kind_and_an_unknown_model_are_refused(tmp_path) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(_write(tmp_path, '[[faults]]\ntype = "afterloader_obstruction"\nchannel = 1\n'))
+    assert caught.value.key == "faults[0].type"
+    assert "afterloader devices; LINAC1 is linac" in caught.value.problem
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(_write(tmp_path, "", HEAD.replace("truebeam-millennium120", "cobalt-60")))
+    assert caught.value.key == "machines[0].model"
