@@ -26,7 +26,7 @@ from pydicom.uid import (
     JPEGLosslessSV1,
     RLELossless,
 )
-from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import (
     RTBeamsDeliveryInstructionStorage,
     RTBeamsTreatmentRecordStorage,
@@ -166,6 +166,10 @@ class TmsServer:
         if self._servers:
             return self.port
         config = self.config
+        # pynetdicom pretty-prints every C-FIND request and response identifier line by line even when
+        # its logger discards the lines (milliseconds per worklist item): only when they would be shown
+        shown = logging.getLogger("pynetdicom").isEnabledFor(logging.INFO)
+        _config.LOG_REQUEST_IDENTIFIERS = _config.LOG_RESPONSE_IDENTIFIERS = shown
         if config.restrict_calling_ae and not config.calling_aes():
             raise TmsConfigError(
                 f"{config.source}: restrict_calling_ae is on but no AE title is allowed "
