@@ -12,8 +12,11 @@ Worked numbers: Ir-192 (73.83 d) after one half-life has half its strength, so d
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import datetime
+
+from machine_models.schema import MachineModel
 
 SECONDS_PER_DAY = 86400.0
 
@@ -57,3 +60,15 @@ def dwell_time_factor(
         )
     now = strength_at(installed_strength, installed_calibration, half_life_days, treatment_time)
     return plan_strength / now
+
+
+def with_source_calibrated(model: MachineModel, calibration: datetime) -> MachineModel:
+    """``model`` with its afterloader source exchanged: the same certified strength at ``calibration``.
+
+    The bundled files carry a placeholder certificate date; a demo or a test run today uses this so that
+    dwell times are corrected for days of decay, not years (a real site edits its model at every exchange).
+    """
+    if model.afterloader is None:
+        raise ValueError(f"machine {model.model_id} has no afterloader source")
+    source = dataclasses.replace(model.afterloader.source, calibration_datetime=calibration)
+    return dataclasses.replace(model, afterloader=dataclasses.replace(model.afterloader, source=source))

@@ -1,9 +1,11 @@
 """``rtsim demo``: the whole loop on this machine, told step by step.
 
-An embedded TMS and a virtual TrueBeam start on loopback. Sample plans are scheduled through DICOM; the
-linac pulls them from the UPS worklist, retrieves plan and delivery instruction, delivers, stores its
-records and completes or cancels each workitem. One fraction is interrupted by an opened door: the TMS
-schedules the CONTINUATION and the linac finishes it. One plan is for another machine and is refused.
+An embedded TMS, a virtual TrueBeam and a virtual HDR afterloader start on loopback. Sample plans are
+scheduled through DICOM; the linac pulls them from the UPS worklist, retrieves plan and delivery
+instruction, delivers, stores its records and completes or cancels each workitem. One fraction is
+interrupted by an opened door: the TMS schedules the CONTINUATION and the linac finishes it. One plan is
+for another machine and is refused. The afterloader delivers a tandem-and-ring HDR fraction (workitem
+121735, brachy delivery instruction, RT Brachy Treatment Record).
 """
 
 from __future__ import annotations
@@ -12,18 +14,23 @@ import argparse
 import logging
 import re
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydicom import Dataset
 
+from machine_models import dump_model, load_model
+from machine_models.decay import with_source_calibrated
 from simulators.core.engine import DeliveryEngine
 from simulators.devices.session import SessionRequest
 from simulators.dicom.site import DeviceSpec, LocalSite
+from simulators.plans.samples.brachy import sample_brachy_plan
 from simulators.plans.samples.linac import sample_linac_plan
 
 LINAC = DeviceSpec(machine="truebeam-millennium120", station="LINAC1", ae_title="LINAC1")
+AFTERLOADER_MODEL = "microselectron-v3"
+SOURCE_AGE_DAYS = 14  # the demo's afterloader source was exchanged two weeks ago
 DOOR_OPEN_AT_FRACTION_OF_TIME = 0.45
 _UID = re.compile(r"\b\d+(?:\.\d+){5,}\b")
 
@@ -80,6 +87,19 @@ def _plans() -> list[tuple[str, Dataset, int]]:
     ]
 
 
+def _afterloader(run_dir: Path) -> tuple[DeviceSpec, Dataset]:
+    """The HDR afterloader (its source exchanged two weeks ago, written as a model file) and its plan."""
+    model = load_model(AFTERLOADER_MODEL)
+    exchanged = (datetime.now() - timedelta(days=SOURCE_AGE_DAYS)).replace(microsecond=0)
+    model = with_source_calibrated(model, exchanged)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / f"{AFTERLOADER_MODEL}.toml"
+    path.write_text(dump_model(model))
+    spec = DeviceSpec(str(path), station="HDR1", ae_title="HDR1", answers_to=model.treatment_machine_name)
+    plan = sample_brachy_plan("hdr-cervix", source=model.afterloader.source, patient_id="RTSIM-005")
+    return spec, plan
+
+
 def run(args: argparse.Namespace) -> int:
     run_dir = args.out / datetime.now().strftime("run-%Y%m%d-%H%M%S")
     started = time.monotonic()
@@ -91,13 +111,21 @@ def run(args: argparse.Namespace) -> int:
         workflow_log.propagate = False
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     try:
-        with LocalSite(run_dir, [LINAC], seed=args.seed, session_options=_DoorOpener()) as site:
+        afterloader, brachy_plan = _afterloader(run_dir)
+        devices = [LINAC, afterloader]
+        with LocalSite(run_dir, devices, seed=args.seed, session_options=_DoorOpener()) as site:
             print(f"rtsim demo: embedded TMS {site.tms_peer}, OST {site.ost_peer}, data in {run_dir}")
             print(f"virtual linac {LINAC.ae_title} ({LINAC.machine}) at {site.devices['LINAC1'].device.peer}")
+            print(
+                f"virtual HDR afterloader {afterloader.ae_title} ({AFTERLOADER_MODEL}, source exchanged "
+                f"{SOURCE_AGE_DAYS} days ago) at {site.devices['HDR1'].device.peer}"
+            )
             print("\nScheduling through DICOM (C-STORE plan to the OST, N-CREATE UPS per fraction):")
             for what, plan, fractions in _plans():
                 created = site.schedule(plan, LINAC.station, fractions)
                 print(f"  {what}: {len(created)} workitem(s)")
+            created = site.schedule(brachy_plan, afterloader.station, 1)
+            print(f"  HDR tandem and ring (brachy, workitem 121735): {len(created)} workitem(s)")
             print("\nThe linac works through its worklist (IHE-RO TDW-II RO-58..RO-65):")
             outcomes = site.run_until_idle()
             print("\nOutcomes:")
@@ -107,7 +135,10 @@ def run(args: argparse.Namespace) -> int:
                 if result is not None:
                     delivered = sum(u.delivered_meterset for u in result.units)
                     specified = sum(u.specified_meterset for u in result.units)
-                    line += f", {delivered:.1f} of {specified:.1f} MU, {result.end_time_s:.0f} s simulated"
+                    unit = "s of dwell" if result.device_kind == "afterloader" else "MU"
+                    line += (
+                        f", {delivered:.1f} of {specified:.1f} {unit}, {result.end_time_s:.0f} s simulated"
+                    )
                 if outcome.reason:
                     line += f" ({outcome.reason})"
                 print(line)

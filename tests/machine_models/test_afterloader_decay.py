@@ -59,3 +59,16 @@ def test_bad_half_life_is_refused(half_life: float) -> None:
 def test_zero_strength_is_refused() -> None:
     with pytest.raises(ValueError, match="strengths"):
         dwell_time_factor(0.0, 40800.0, CAL, IR192_DAYS, CAL)
+
+
+def test_source_exchange_moves_only_the_calibration_date() -> None:
+    from machine_models import load_model
+    from machine_models.decay import with_source_calibrated
+
+    model = load_model("microselectron-v3")
+    fresh = with_source_calibrated(model, datetime(2030, 5, 1, 8, 0))
+    assert fresh.afterloader.source.calibration_datetime == datetime(2030, 5, 1, 8, 0)
+    assert fresh.afterloader.source.serial_number == model.afterloader.source.serial_number
+    assert fresh.afterloader.channel_count == 18
+    with pytest.raises(ValueError, match="no afterloader"):
+        with_source_calibrated(load_model("truebeam-hd120"), CAL)
