@@ -136,7 +136,7 @@ class Clinic:
             self.ready.set()
         for handle in self.machines.values():
             self.refresh_worklist(handle.machine_id)
-            self._spawn(f"auto-{handle.machine_id}", self._auto_loop, handle)
+            self._spawn(f"device-{handle.machine_id}", self._auto_loop, handle)  # its TDW-II log lines
 
     def stop(self) -> None:
         """Stop the auto loops, end running sessions (OPERATOR), close devices."""

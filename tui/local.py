@@ -137,8 +137,14 @@ def local_clinic(
     return clinic
 
 
-def device_clinic(configs: Sequence[DeviceConfig], *, speed: float = 1.0, auto: bool = True) -> Clinic:
-    """Devices working against an external TMS (``rtsim device run --console``)."""
+def device_clinic(
+    configs: Sequence[DeviceConfig], *, speed: float = 1.0, auto: bool = True, poll_interval_s: float = 5.0
+) -> Clinic:
+    """Devices working against an external TMS (``rtsim device run --console``).
+
+    In auto mode each device polls its worklist every ``poll_interval_s`` and delivers what it finds, the
+    beam switching on by itself; the operator and instructor controls still act on the running session.
+    """
     log = EventLog()
     handles: list[MachineHandle] = []
     for config in configs:
@@ -146,7 +152,8 @@ def device_clinic(configs: Sequence[DeviceConfig], *, speed: float = 1.0, auto: 
         handle.auto = auto
         handle.tracker.update(auto=auto)
         handles.append(handle)
-    clinic = Clinic(handles, log=log, speed=speed, title=f"TMS {configs[0].tms}" if configs else "")
+    title = f"TMS {configs[0].tms}" if configs else ""
+    clinic = Clinic(handles, log=log, speed=speed, title=title, poll_interval_s=poll_interval_s)
     for config, handle in zip(configs, handles, strict=True):
         handle.device = Device(config, deliver=clinic.deliver_for(config.ae_title))
 

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         workitem_code=workitem_code(driver_for(model.kind).workitem_code_value),
     )
     if getattr(args, "console", False):
-        return _run_console(config, args.speed)
+        return _run_console(config, args.speed, args.poll)
     logging.getLogger("simulators.dicom.tdd").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(message)s")
@@ -92,11 +92,11 @@ def _stdout_handler() -> logging.Handler:
     return handler
 
 
-def _run_console(config: DeviceConfig, speed: float) -> int:
+def _run_console(config: DeviceConfig, speed: float, poll_s: float) -> int:
     """The device works through its worklist (auto mode) while the console shows it live."""
     from simulators.cli.console import require_terminal, run_console
 
     require_terminal()
     from tui.local import device_clinic  # lazy: Textual only when the console starts
 
-    return run_console(device_clinic([config], speed=speed, auto=True))
+    return run_console(device_clinic([config], speed=speed, auto=True, poll_interval_s=poll_s))

@@ -24,6 +24,14 @@ SCENARIO_STATES = {
 }
 
 
+def _when(dicom_dt: str) -> str:
+    """A DICOM DT (YYYYMMDDHHMMSS...) as 'YYYY-MM-DD HH:MM'."""
+    d = dicom_dt.strip()
+    if len(d) < 12 or not d[:12].isdigit():
+        return d
+    return f"{d[0:4]}-{d[4:6]}-{d[6:8]} {d[8:10]}:{d[10:12]}"
+
+
 def render_scenario(play) -> Text:
     """The scenario's title, state and each expectation (pending, passed, failed with the message)."""
     label, style = SCENARIO_STATES.get(play.state, (play.state, ""))
@@ -78,7 +86,7 @@ class ClinicScreen(Screen):
             table.clear()
             for line in snap.worklist:
                 table.add_row(
-                    line.label, line.patient, line.delivery_type, line.scheduled[:12], key=line.ups_uid
+                    line.label, line.patient, line.delivery_type, _when(line.scheduled), key=line.ups_uid
                 )
             if snap.selected_uid:
                 with contextlib.suppress(Exception):
