@@ -54,8 +54,8 @@ def status_table(snap: MachineSnapshot) -> Table:
     t.add_row(
         "Delivered",
         Text.assemble(
-            f"{snap.delivered:8.2f} / {snap.specified:.2f} {snap.meterset_unit}  ",
-            bar(snap.fraction_of_unit, 20, style="yellow" if snap.beam_on else "green"),
+            f"{snap.delivered:7.2f} / {snap.specified:.2f} {snap.meterset_unit} ",
+            bar(snap.fraction_of_unit, 12, style="yellow" if snap.beam_on else "green"),
         ),
     )
     if snap.meterset_offset:

@@ -39,6 +39,14 @@ class LinacView(MachineView):
     """Dials, beam's-eye view and the dosimetry panel of a C-arm linac."""
 
     bev_rows = 24
+    dials_width = 17
+    panel_width = 54
+
+    def bev_width(self) -> int:
+        """Columns for the beam's-eye view: what the dials and the panel leave (odd, 25..71)."""
+        available = self.size.width - self.dials_width - self.panel_width - 8 if self.size.width else 49
+        width = min(max(available, 25), 71)
+        return width if width % 2 else width - 1
 
     def render_snapshot(self, snap: MachineSnapshot, model: MachineModel) -> RenderableType:
         linac = model.linac
@@ -53,7 +61,7 @@ class LinacView(MachineView):
             boundaries,
             _pair(snap, "jaw_x_mm"),
             _pair(snap, "jaw_y_mm"),
-            width=49,
+            width=self.bev_width(),
             rows=self.bev_rows,
             half_field_mm=half,
         )
