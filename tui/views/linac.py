@@ -43,9 +43,11 @@ class LinacView(MachineView):
     panel_width = 54
 
     def bev_width(self) -> int:
-        """Columns for the beam's-eye view: what the dials and the panel leave (odd, 25..71)."""
-        available = self.size.width - self.dials_width - self.panel_width - 8 if self.size.width else 49
-        width = min(max(available, 25), 71)
+        """Columns for the beam's-eye view: what the dials and the panel leave, at most two per row so a
+        square field looks square (terminal cells are about twice as tall as wide); odd, >= 25."""
+        square = 2 * self.bev_rows + 1
+        available = self.size.width - self.dials_width - self.panel_width - 8 if self.size.width else square
+        width = min(max(available, 25), square)
         return width if width % 2 else width - 1
 
     def render_snapshot(self, snap: MachineSnapshot, model: MachineModel) -> RenderableType:
