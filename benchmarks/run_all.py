@@ -1,4 +1,4 @@
-"""Run every benchmark in its own process, print its output and a one-line verdict per benchmark.
+"""Run every benchmark (``bench_*.py``) in its own process, print its output and a verdict per benchmark.
 
     .venv/bin/python benchmarks/run_all.py [--quick]      (also: make bench)
 
@@ -15,16 +15,20 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# (script, full-size arguments, quick arguments)
-BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
-    ("bench_plan_simulation.py", ["--repeat", "5"], ["--repeat", "2"]),
-    ("bench_fraction_overhead.py", ["--fractions", "20"], ["--fractions", "5"]),
-    (
-        "bench_many_devices.py",
+# arguments per script (full size, quick); a benchmark not listed runs with its own defaults
+ARGUMENTS: dict[str, tuple[list[str], list[str]]] = {
+    "bench_plan_simulation.py": (["--repeat", "5"], ["--repeat", "2"]),
+    "bench_fraction_overhead.py": (["--fractions", "20"], ["--fractions", "5"]),
+    "bench_many_devices.py": (
         ["--devices", "20", "--stations", "10", "--fractions", "200"],
         ["--devices", "4", "--stations", "2", "--fractions", "20"],
     ),
-]
+}
+
+
+def benchmarks() -> list[str]:
+    """Every ``bench_*.py`` beside this file, in name order."""
+    return sorted(path.name for path in HERE.glob("bench_*.py"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
     args = parser.parse_args(argv)
     verdicts: list[tuple[str, int, float]] = []
-    for script, full, quick in BENCHMARKS:
+    for script in benchmarks():
+        full, quick = ARGUMENTS.get(script, ([], []))
         command = [sys.executable, str(HERE / script), *(quick if args.quick else full)]
         print(f"$ {' '.join(Path(c).name if i < 2 else c for i, c in enumerate(command))}", flush=True)
         started = time.monotonic()
