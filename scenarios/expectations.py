@@ -48,8 +48,12 @@ class Observed:
     trace: list[dict[str, Any]]
     plan_metersets: dict[str, dict[int, float]]  # scheduled label -> beam number -> planned meterset
     observer: TmsObserver | None = None
+    units: dict[str, str] = field(default_factory=dict)  # scheduled label -> "MU" or "s" (brachy)
     _records: dict[str, Dataset | None] = field(default_factory=dict)
     _stored: dict[str, bool] = field(default_factory=dict)
+
+    def unit(self, label: str) -> str:
+        return self.units.get(label.removesuffix(" (continuation)"), "MU")
 
     def workitem(self, label: str) -> WorkitemView | None:
         return next((w for w in self.workitems if w.label == label), None)
@@ -151,7 +155,8 @@ class UpsState(Expectation):
         if self.state == "CANCELED" and actual == "COMPLETED":
             delivered = sum(observed.delivered_by_beam(view).values())
             planned = sum(observed.plan_metersets.get(self.workitem, {}).values())
-            amount = f" ({_mu(delivered)} of {_mu(planned)} MU delivered)" if planned else ""
+            unit = observed.unit(self.workitem)
+            amount = f" ({_mu(delivered)} of {_mu(planned)} {unit} delivered)" if planned else ""
             message += (
                 f": the TMS marked an interrupted fraction as complete{amount}; it would count a partial "
                 "delivery as the whole fraction and never deliver the rest"
@@ -237,9 +242,9 @@ class DeliveredMeterset(Expectation):
             wanted = self.fraction * planned
         else:
             wanted = planned
-        what = f"beam {self.beam}" if self.beam is not None else "all beams"
+        what = f"beam/channel {self.beam}" if self.beam is not None else "all beams/channels"
         text = (
-            f"{self.workitem!r} {what}: {_mu(delivered)} MU delivered, "
+            f"{self.workitem!r} {what}: {_mu(delivered)} {observed.unit(self.workitem)} delivered, "
             f"expected {_mu(wanted)} ± {self.tolerance_mu:g}"
         )
         return abs(delivered - wanted) <= self.tolerance_mu, text
@@ -293,11 +298,12 @@ class ContinuationCompleted(Expectation):
         first_mu = sum(observed.delivered_by_beam(view).values())
         planned_by_beam = observed.plan_metersets.get(self.workitem, {})
         planned = sum(planned_by_beam.values())
+        unit = observed.unit(self.workitem)
         if len(chain) == 1:
             return False, (
                 f"the TMS scheduled no CONTINUATION for {self.workitem!r} (ended {view.entry.state} with "
-                f"{_mu(first_mu)} of {_mu(planned)} MU delivered): the remaining "
-                f"{_mu(max(planned - first_mu, 0.0))} MU of this fraction would never be delivered"
+                f"{_mu(first_mu)} of {_mu(planned)} {unit} delivered): the remaining "
+                f"{_mu(max(planned - first_mu, 0.0))} {unit} of this fraction would never be delivered"
             )
         for link in chain[1:]:
             if link.entry.delivery_type != "CONTINUATION":
@@ -315,7 +321,7 @@ class ContinuationCompleted(Expectation):
                 for beam, mu in observed.delivered_by_beam(link).items():
                     totals[beam] = totals.get(beam, 0.0) + mu
             wrong = [
-                f"beam {beam}: {_mu(totals.get(beam, 0.0))} of {_mu(mu)} MU"
+                f"beam/channel {beam}: {_mu(totals.get(beam, 0.0))} of {_mu(mu)} {unit}"
                 for beam, mu in sorted(planned_by_beam.items())
                 if abs(totals.get(beam, 0.0) - mu) > self.tolerance_mu
             ]

@@ -414,6 +414,7 @@ class _Runner:
             device_port_base=device_port_base,
         )
         self.plan_metersets: dict[str, dict[int, float]] = {}
+        self.plan_units: dict[str, str] = {}
         self.outcomes: list[WorkitemOutcome] = []
         self.errors: list[str] = []
 
@@ -474,6 +475,7 @@ class _Runner:
                         scenario.source, entry.key, f"scheduling {label!r}: {error}"
                     ) from None
                 self.plan_metersets[label] = metersets
+                self.plan_units[label] = "s" if "ApplicationSetupSequence" in plan else "MU"
 
     def work(self) -> None:
         threads = [
@@ -538,7 +540,7 @@ class _Runner:
         for uid, label in labels.items():
             self.trace.mask(uid, label)
         self.trace.mask(str(self.work_dir), "<run>")
-        return Observed(views, [], self.plan_metersets, observer)
+        return Observed(views, [], self.plan_metersets, observer, units=self.plan_units)
 
 
 def plan_metersets(plan) -> dict[int, float]:
