@@ -133,3 +133,27 @@ def test_fault_list_per_kind() -> None:
 
 def test_start_is_fixed_for_replays() -> None:
     assert START.year == 2026
+
+
+def test_view_registry_per_kind_and_generic_fallback() -> None:
+    from tui.views import GenericView, register_view, registered_kinds, view_for
+    from tui.views.base import MachineView
+    from tui.views.linac import LinacView
+
+    assert view_for("linac") is LinacView
+    assert "linac" in registered_kinds()
+    # kinds without a simulator yet get the generic counters view, never a fake drawing
+    assert view_for("tomotherapy") is GenericView
+    assert view_for("gamma_knife") is GenericView
+
+    @register_view("test_kind")
+    class TestKindView(MachineView):
+        def render_snapshot(self, snap, model):
+            return "drawn"
+
+    try:
+        assert view_for("test_kind") is TestKindView
+    finally:
+        from tui.views import _VIEWS
+
+        _VIEWS.pop("test_kind", None)
