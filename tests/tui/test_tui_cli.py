@@ -56,3 +56,20 @@ def test_require_terminal_names_the_missing_stream() -> None:
         require_terminal(_Tty(), io.StringIO())
     with pytest.raises(NoTerminalError, match=r"stdin and stdout are not a TTY"):
         require_terminal(io.StringIO(), io.StringIO())
+
+
+def test_console_scenario_file_errors_name_file_and_key(tmp_path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('schema_version = 1\nname = "x"\n[[machines]]\nnam = "L"\n', encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, "-m", "simulators.cli.main", "console", "--scenario", str(bad)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert f"{bad}: machines[0].nam: unknown key" in out.stderr
+    assert "Traceback" not in out.stderr
