@@ -44,7 +44,7 @@ from tui.tracker import EventLog, MachineTracker
 LOG = logging.getLogger(__name__)
 
 SPEEDS = (1.0, 2.0, 10.0, 60.0)
-TRAINING_PATIENCE_S = 3600.0  # how long a session waits for beam on / resume before it ends
+TRAINING_PATIENCE_S = 8 * 3600.0  # simulated s a session waits for beam on / resume (8 min wall at 60x)
 _UID = re.compile(r"\b\d+(?:\.\d+){5,}\b")
 
 
