@@ -76,7 +76,8 @@ class AfterloaderFaults:
         self.engine = engine
         self.emergency_retraction_s = emergency_retraction_s
         self._pending: list[_Pending] = []
-        self._unit_index = -1
+        # units already started (a helper may be made mid-session): the engine plays units in program order
+        self._unit_index = sum(isinstance(e, ev.UnitStarted) for e in engine.events) - 1
         self._pulse_of: list[int] = _pulses(engine.program.units)
         engine.bus.subscribe(self._on_event, (ev.UnitStarted, ev.SegmentStarted))
 

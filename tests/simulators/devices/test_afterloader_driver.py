@@ -112,3 +112,19 @@ def test_afterloader_modules_keep_the_dependency_direction(module: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"{module} imports {out.stdout.strip()}"
+
+
+def test_a_helper_made_mid_session_targets_the_right_unit() -> None:
+    def hook(engine):
+        # made while pulse 2 runs: the fault must still find pulse 3's ring
+        engine.schedule_at(
+            3700.0,
+            lambda: AfterloaderFaults(engine).timer_discrepancy(channel=2, pulse=3, dwell=1, into_s=0.5),
+        )
+
+    outcome = DeliverySession(
+        SessionRequest(plan_dataset=sample_brachy_plan("pdr-cervix"), machine=PDR, session_start=CAL),
+        engine_hooks=(hook,),
+    ).run()
+    stopped = [u for u in outcome.result.units if u.delivered and u.termination_status.value == "MACHINE"]
+    assert [u.name for u in stopped] == ["RING 30 pulse 3/24"]
