@@ -201,3 +201,24 @@ def test_continuation_after_a_door_interlock_adds_up_to_the_plan(tmp_path: Path)
     total = float(first_tandem.DeliveredChannelTotalTime) + float(tandem.DeliveredChannelTotalTime)
     assert total == pytest.approx(175.0, abs=1e-3)
     assert float(ring.DeliveredChannelTotalTime) == pytest.approx(106.8)
+
+
+def test_pdr_interrupted_in_pulse_five_then_continued_adds_up(tmp_path: Path) -> None:
+    from simulators.dicom.brachy_instruction import plan_brachy_continuation
+
+    first = _run(
+        "pdr-cervix", PDR, hook=_faults(lambda f: f.open_door(channel=2, pulse=5, dwell=3, into_s=1.0))
+    )
+    assert first.result.termination_code == "DOOR"
+    (task,) = plan_brachy_continuation(
+        sample_brachy_plan("pdr-cervix"), [BrachyTask(1)], [first.record], fraction_number=1
+    )
+    assert task.continuation_pulse == 5
+    assert task.omitted_channels == ((1, "ALREADY_TREATED"),)  # the tandem finished pulse 5
+    second = _run("pdr-cervix", PDR, tasks=(task,))
+    assert second.result.completed
+    ds = _clean(second, tmp_path, pdr=True)
+    for before, after in zip(_channels(first.record), _channels(ds), strict=True):
+        delivered = float(before.DeliveredChannelTotalTime) + float(after.DeliveredChannelTotalTime)
+        assert delivered == pytest.approx(float(before.SpecifiedChannelTotalTime), abs=1e-3)
+        assert before.DeliveredNumberOfPulses + after.DeliveredNumberOfPulses == 24
