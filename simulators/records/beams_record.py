@@ -46,8 +46,11 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from pydicom import config as pydicom_config
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import BaseTag, Tag
 from pydicom.uid import ExplicitVRLittleEndian, RTBeamsTreatmentRecordStorage
 from pydicom.valuerep import format_number_as_ds
 
@@ -64,6 +67,7 @@ VERIFICATION_STATUSES = ("VERIFIED", "VERIFIED_OVR", "NOT_VERIFIED")
 # Rounding of decimal strings: metersets to 1e-5 (as vendor records), positions/angles to 1e-3 mm/deg.
 METERSET_DECIMALS = 5
 POSITION_DECIMALS = 3
+LEAF_JAW_POSITIONS_TAG = Tag(0x300A, 0x011C)
 RATE_DECIMALS = 3
 TIME_DECIMALS = 3
 
@@ -85,6 +89,30 @@ def format_ds(value: float, decimals: int) -> str:
         return "0"
     text = f"{rounded:.{decimals}f}".rstrip("0").rstrip(".")
     return text if len(text) <= 16 else format_number_as_ds(rounded)
+
+
+def ds_multi_value(values: object, decimals: int) -> str:
+    """Many numbers as one backslash-separated DS value, each rounded to ``decimals`` (no ``-0``).
+
+    The vectorised twin of :func:`format_ds` for leaf and jaw positions (hundreds per control point).
+    """
+    array = np.round(np.asarray(values, dtype=float).reshape(-1), decimals) + 0.0  # + 0.0 drops -0.0
+    if not np.all(np.isfinite(array)) or np.any(np.abs(array) >= 1e9):
+        raise ValueError(f"cannot write {array!r} as decimal strings")
+    pattern = f"%.{decimals}f"
+    return "\\".join((pattern % v).rstrip("0").rstrip(".") for v in array.tolist())
+
+
+def _set_raw_ds(item: Dataset, tag: BaseTag, text: str) -> None:
+    """Store a DS value already encoded (Explicit VR Little Endian), so pydicom writes it as is.
+
+    Building one DSfloat per number was most of the time and memory of a sliding-window record.
+    """
+    encoded = text.encode("ascii")
+    if len(encoded) % 2:
+        encoded += b" "
+    item[tag] = RawDataElement(tag, "DS", len(encoded), encoded, 0, False, True)
+    item.set_original_encoding(False, True, item._character_set)
 
 
 def dicom_date_time(moment: datetime) -> tuple[str, str]:
@@ -136,6 +164,55 @@ def build_beams_treatment_record(
         raise RtsimError(
             f"treatment verification status {verification_status!r} is not one of {VERIFICATION_STATUSES}"
         )
+    # Every value is formatted here to its VR (DS <= 16 chars, ...): pydicom's per-value validation on
+    # assignment would only repeat that, at a cost of ~1/3 of a sliding-window record's build time.
+    settings = pydicom_config.settings
+    previous_mode = settings.writing_validation_mode
+    settings.writing_validation_mode = pydicom_config.IGNORE
+    try:
+        return _build_record(
+            plan,
+            result,
+            machine,
+            treatment_machine_name=treatment_machine_name,
+            beam_tasks=beam_tasks,
+            fraction_group_number=fraction_group_number,
+            operator_name=operator_name,
+            referenced_record_uids=referenced_record_uids,
+            instance_number=instance_number,
+            program=program,
+            institution_name=institution_name,
+            station_name=station_name,
+            device_serial_number=device_serial_number,
+            verification_status=verification_status,
+            plan_dataset=plan_dataset,
+            uid_prefix=uid_prefix,
+            uid_seed=uid_seed,
+        )
+    finally:
+        settings.writing_validation_mode = previous_mode
+
+
+def _build_record(
+    plan: LinacPlan,
+    result: DeliveryResult,
+    machine: MachineModel,
+    *,
+    treatment_machine_name: str,
+    beam_tasks: Sequence[BeamTask] | None,
+    fraction_group_number: int,
+    operator_name: str,
+    referenced_record_uids: Sequence[str],
+    instance_number: int,
+    program: DeliveryProgram | None,
+    institution_name: str,
+    station_name: str | None,
+    device_serial_number: str | None,
+    verification_status: str,
+    plan_dataset: Dataset | None,
+    uid_prefix: str,
+    uid_seed: int | None,
+) -> Dataset:
     source = plan.identity.source or "plan"
     tasks = {task.beam_number: task for task in beam_tasks or ()}
     group_number = _fraction_group_number(tasks, fraction_group_number, source)
@@ -553,11 +630,11 @@ def _control_point_item(
         values = _actual(dcp, key, getattr(beam, key), row)
         if values is None or device_type is None:
             continue
-        text = [format_ds(v, POSITION_DECIMALS) for v in np.asarray(values, dtype=float).reshape(-1)]
+        text = ds_multi_value(values, POSITION_DECIMALS)
         if first or previous.get(device_type) != text:
             device = Dataset()
             device.RTBeamLimitingDeviceType = device_type
-            device.LeafJawPositions = text
+            _set_raw_ds(device, LEAF_JAW_POSITIONS_TAG, text)
             devices.append(device)
             previous[device_type] = text
     if devices:
