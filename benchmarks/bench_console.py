@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="wall seconds to measure (default 20)")
     parser.add_argument("--speed", type=float, default=10.0, help="paced clock factor (default 10)")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="rtsim-bench-console-") as folder:
         r = asyncio.run(measure(args.seconds, args.speed, Path(folder)))
     ok_rate = r["refresh_hz"] >= 0.9 * REFRESH_HZ
@@ -142,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     ok_latency = r["shown"] > 0 and r["latency_p95"] < 0.250
     ok_clock = r["clock_lag"] < 0.5
     print(f"console with {r['machines']} machines paced at {args.speed:g}x for {r['wall_s']:.1f} s wall")
+    print(
+        f"  host: {os.cpu_count()} CPUs, load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after (other processes on the CPUs lower every number below)"
+    )
     print(f"  deliveries: {r['beams']} beam-on events, {r['sessions']} sessions ended")
     print(
         f"  refresh rate      {r['refresh_hz']:6.1f} Hz = {r['refresh_hz'] / REFRESH_HZ:.2f} x target"
