@@ -87,3 +87,63 @@ def test_the_seed_draws_the_fault_time_and_the_same_seed_repeats_the_trace(tmp_p
 
     assert a.trace == b.trace
     assert interlock_time(a) != interlock_time(c)
+
+
+def test_a_plan_from_a_file_and_a_refusal(tmp_path, ihe_ro_dir) -> None:
+    """The IHE-RO static beam (UNAPPROVED test data) is delivered by a machine that answers to its
+    machine name and accepts unapproved plans; the same plan on a default machine is refused: CANCELED,
+    no record, no continuation."""
+    plan = ihe_ro_dir / "ARTI" / "Datasets" / "RTAdvanced" / "BasicStaticBeam" / "RTPlanBasicStaticBeam.dcm"
+    text = f"""
+    schema_version = 1
+    name = "file-plan"
+    [[machines]]
+    name = "LINAC1"
+    model = "truebeam-millennium120"
+    answers_to = "IHE_V120"
+    require_approved = false
+    [[machines]]
+    name = "LINAC2"
+    model = "truebeam-millennium120"
+    [[plans]]
+    name = "arti"
+    file = "{plan}"
+    [[schedule]]
+    plan = "arti"
+    machine = "LINAC1"
+    label = "ok"
+    [[schedule]]
+    plan = "arti"
+    machine = "LINAC2"
+    label = "refused"
+    [[expect]]
+    type = "ups_state"
+    workitem = "ok Fx 1"
+    state = "COMPLETED"
+    [[expect]]
+    type = "delivered_meterset"
+    workitem = "ok Fx 1"
+    tolerance_mu = 0.01
+    [[expect]]
+    type = "ups_state"
+    workitem = "refused Fx 1"
+    state = "CANCELED"
+    [[expect]]
+    type = "record_stored"
+    workitem = "refused Fx 1"
+    stored = false
+    [[expect]]
+    type = "no_continuation"
+    workitem = "refused Fx 1"
+    [[expect]]
+    type = "never"
+    event = "BeamOn"
+    machine = "LINAC2"
+    """
+    path = tmp_path / "file-plan.toml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    result = run_scenario(load_scenario(path), work_dir=tmp_path / "run")
+    outcomes = [e for e in result.trace if e["event"] == "outcome"]
+    assert result.passed, ([r.message for r in result.results if not r.passed], outcomes)
+    refused = next(e for e in result.trace if e["event"] == "outcome" and e["machine"] == "LINAC2")
+    assert "Treatment Machine Name" in refused["reason"]
