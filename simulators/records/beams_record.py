@@ -115,6 +115,19 @@ def _set_raw_ds(item: Dataset, tag: BaseTag, text: str) -> None:
     item.set_original_encoding(False, True, item._character_set)
 
 
+def mark_written_encoding(ds: Dataset) -> None:
+    """Declare ``ds`` (recursively) as already in Explicit VR Little Endian with its character set.
+
+    pydicom otherwise treats a new dataset's encoding as unknown and re-parses and re-checks every
+    element on write (ambiguous VR correction): half of a large record's write time.
+    """
+    ds.set_original_encoding(False, True, ds._character_set)
+    for element in ds.values():
+        if element.VR == "SQ":
+            for item in element.value:
+                mark_written_encoding(item)
+
+
 def dicom_date_time(moment: datetime) -> tuple[str, str]:
     """DA and TM strings for ``moment`` (TM with microseconds)."""
     return moment.strftime("%Y%m%d"), moment.strftime("%H%M%S.%f")
@@ -316,6 +329,7 @@ def _build_record(
     if _needs_utf8(ds):
         ds.SpecificCharacterSet = "ISO_IR 192"
     ds.file_meta = _file_meta(ds)
+    mark_written_encoding(ds)
     return ds
 
 
