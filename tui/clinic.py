@@ -21,7 +21,6 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -503,7 +502,3 @@ class _WorkflowLogHandler(logging.Handler):
 def new_handle(machine_id: str, model: MachineModel, station: str, log: EventLog) -> MachineHandle:
     tracker = MachineTracker(machine_id, str(model.kind), model.model_name, station, log)
     return MachineHandle(machine_id=machine_id, model=model, station=station, tracker=tracker)
-
-
-def data_dir_default() -> Path:
-    return Path("rtsim-console")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -118,7 +117,6 @@ class MachineTracker:
         self._segment: tuple[int, int, float, float] | None = None  # unit index, segment, start s, dur s
         self._unit_numbers: dict[int, int] = {}
         self._unit_start_s = 0.0
-        self.extra_handlers: list[Any] = []  # kind-specific folders: fn(tracker, event) -> dict | None
 
     # ------------------------------------------------------------------ reading
     def snapshot(self, now_s: float | None = None) -> MachineSnapshot:
@@ -217,10 +215,6 @@ class MachineTracker:
         with self._lock:
             snap = self._snap
             changes = self._fold_locked(event, snap)
-            for handler in self.extra_handlers:
-                more = handler(self, event)
-                if more:
-                    changes.update(more)
             text = describe(event, snap.unit_word, snap.meterset_unit)
             if text is not None:
                 changes["last_event"] = text[0]
@@ -294,9 +288,3 @@ class MachineTracker:
         left += sum(s.duration_s for s in unit.segments[k + 1 :])
         left += sum(u.total_time_s for u in program.units[index + 1 :])
         return left
-
-
-def positions_at(program: DeliveryProgram, unit_index: int, cp: int) -> Mapping[str, Any]:
-    """Planned positions of one control point (views use it before the first sample arrives)."""
-    unit = program.units[unit_index]
-    return {k: v[cp] for k, v in unit.cp_positions.items()}
