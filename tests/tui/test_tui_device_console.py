@@ -68,8 +68,13 @@ def test_device_console_delivers_from_an_external_tms_in_auto_mode(tmp_path) -> 
             card = plain(app.screen.query_one("#card-EXT1", MachineCard).content)
             assert "auto" in card
             assert "static-mlc" in card
-            texts = [line.text for line in clinic.log.since(0) if line.machine_id == "EXT1"]
-            assert any(t.startswith("RO-65 COMPLETED") for t in texts)
-            assert not any("awaiting beam on" in t for t in texts)  # auto mode: no beam-on key
+
+            def texts() -> list[str]:
+                return [line.text for line in clinic.log.since(0) if line.machine_id == "EXT1"]
+
+            await until(
+                pilot, lambda: any(t.startswith("RO-65 COMPLETED") for t in texts()), "the RO-65 log line"
+            )
+            assert not any("awaiting beam on" in t for t in texts())  # auto mode: no beam-on key
 
     asyncio.run(run())

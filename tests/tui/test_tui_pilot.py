@@ -117,9 +117,12 @@ def test_operator_session_select_beam_on_interrupt_resume_fault(clinic) -> None:
             text = card_text(app, "LINAC1")
             assert "interlock DOS1" in text
             assert "TERMINATED" in text
-            texts = log_texts(clinic, "LINAC1")
-            assert "INTERLOCK DOS1 (latching)" in texts
-            assert any(t.startswith("RO-63 store record") for t in texts)
+            await until(
+                pilot,
+                lambda: any(t.startswith("RO-63 store record") for t in log_texts(clinic, "LINAC1")),
+                "the RO-63 store line in the event log",
+            )
+            assert "INTERLOCK DOS1 (latching)" in log_texts(clinic, "LINAC1")
 
             # the latching interlock stays: the next beam on is refused until it is reset
             await until(pilot, lambda: not snap().busy, "device idle")
