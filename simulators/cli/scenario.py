@@ -75,13 +75,24 @@ def _print_library() -> int:
 
 
 def _run_all(scenarios, args: argparse.Namespace) -> int:
+    quiet = (
+        () if args.verbose else ("simulators.dicom.tdd.workflow", "simulators.dicom.tdd.retry", "pynetdicom")
+    )
+    levels = {name: logging.getLogger(name).level for name in quiet}
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        return _run_quietly(scenarios, args)
+    finally:  # main() may be called in-process (tests, the console): leave logging as it was
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _run_quietly(scenarios, args: argparse.Namespace) -> int:
     from scenarios.junit import write_junit
     from scenarios.runner import run_scenario
     from scenarios.trace import timeline, to_jsonl
 
-    for name in ("simulators.dicom.tdd.workflow", "simulators.dicom.tdd.retry", "pynetdicom"):
-        if not args.verbose:
-            logging.getLogger(name).setLevel(logging.CRITICAL)
     tms = parse_peer(args.tms) if args.tms else None
     ost = parse_peer(args.ost) if args.ost else None
     results = []

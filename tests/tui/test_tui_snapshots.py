@@ -32,8 +32,11 @@ def shoot(clinic, *, machine: str | None = None, keys: tuple[str, ...] = ()) -> 
             await pilot.pause()
             for key in keys:
                 await pilot.press(key)
-            app.refresh_screen()
-            await pilot.pause()
+            # let every layout pass settle (the worklist table sizes its columns after its rows arrive)
+            for _ in range(3):
+                app.refresh_screen()
+                await pilot.wait_for_scheduled_animations()
+                await pilot.pause()
             return app.export_screenshot()
 
     return asyncio.run(run())
