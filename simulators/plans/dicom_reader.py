@@ -292,6 +292,11 @@ def _get_str(item: Dataset, keyword: str, default: str = "") -> str:
 
 
 def _get_float(item: Dataset, keyword: str, where: _Where) -> float | None:
+    numbers = _raw_ds_numbers(item, keyword, where, single=True)
+    if numbers is not None:
+        if len(numbers) != 1:
+            raise where.error(keyword, f"expected one value, found {len(numbers)}")
+        return numbers[0]
     value = _raw_value(item, keyword)
     if value is None:
         return None
@@ -317,19 +322,42 @@ def _get_int(item: Dataset, keyword: str, where: _Where) -> int | None:
     return int(number)
 
 
-def _get_floats(item: Dataset, keyword: str, where: _Where) -> list[float] | None:
+def _raw_ds_numbers(
+    item: Dataset, keyword: str, where: _Where, *, single: bool = False
+) -> list[float] | None:
+    """The numbers of a still-encoded DS element, without one DSfloat object per number.
+
+    None when the element is absent, empty, or already decoded (then the normal path reads it).
+    """
     tag = tag_for_keyword(keyword)
-    element = item.get_item(tag) if tag is not None and tag in item else None
-    if isinstance(element, RawDataElement) and element.VR in ("DS", None) and element.value is not None:
-        # fast path for still-encoded DS values (leaf positions): no DSfloat object per number
-        if not element.value.strip(b" \x00"):
-            return None
-        try:
-            numbers = [float(part) for part in element.value.split(b"\\")]
-        except ValueError:
-            raise where.error(keyword, f"not numbers: {element.value[:80]!r}") from None
-        if not all(math.isfinite(n) for n in numbers):
-            raise where.error(keyword, "contains a value that is not a finite number")
+    if tag is None or tag not in item:
+        return None
+    element = item.get_item(tag)
+    if not isinstance(element, RawDataElement) or element.VR not in ("DS", None) or element.value is None:
+        return None
+    if element.VR is None and dictionary_VR(tag) != "DS":
+        return None
+    if not element.value.strip(b" \x00"):
+        return None
+    try:
+        numbers = [float(part) for part in element.value.split(b"\\")]
+    except ValueError:
+        text = element.value.decode("ascii", errors="replace").strip(" \x00")[:80]
+        problem = f"not a number: {text!r}" if single else f"not numbers: {text.split(chr(92))!r}"
+        raise where.error(keyword, problem) from None
+    if not all(math.isfinite(n) for n in numbers):
+        problem = (
+            f"not a finite number: {numbers[0]!r}"
+            if single
+            else "contains a value that is not a finite number"
+        )
+        raise where.error(keyword, problem)
+    return numbers
+
+
+def _get_floats(item: Dataset, keyword: str, where: _Where) -> list[float] | None:
+    numbers = _raw_ds_numbers(item, keyword, where)
+    if numbers is not None:
         return numbers
     value = _raw_value(item, keyword)
     if value is None:
