@@ -29,8 +29,7 @@ from simulators.plans.brachy_model import (
     BrachyPlan,
     BrachySource,
 )
-from simulators.plans.dicom_reader import attribute_name, lenient_reading, plan_kind
-from simulators.plans.model import PatientStudy, PlanIdentity
+from simulators.plans.dicom_reader import attribute_name, lenient_reading, plan_identity, plan_kind
 
 LINAC_PLAN_REFUSAL = (
     "RT Plan with beams: this machine is an afterloader and delivers brachytherapy plans only"
@@ -167,34 +166,6 @@ def _date_time(item: Dataset, date_kw: str, time_kw: str, where: _Where) -> date
 # --- modules ----------------------------------------------------------------------------------------
 
 
-def _identity(ds: Dataset, source: str) -> PlanIdentity:
-    sop_class = _str(ds, "SOPClassUID")
-    if not sop_class:
-        meta = getattr(ds, "file_meta", None)
-        sop_class = str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
-    return PlanIdentity(
-        sop_class_uid=sop_class,
-        sop_instance_uid=_str(ds, "SOPInstanceUID"),
-        label=_str(ds, "RTPlanLabel"),
-        name=_str(ds, "RTPlanName"),
-        approval_status=_str(ds, "ApprovalStatus").upper(),
-        source=source,
-        patient=PatientStudy(
-            patient_name=_str(ds, "PatientName"),
-            patient_id=_str(ds, "PatientID"),
-            patient_birth_date=_str(ds, "PatientBirthDate"),
-            patient_sex=_str(ds, "PatientSex"),
-            study_instance_uid=_str(ds, "StudyInstanceUID"),
-            study_id=_str(ds, "StudyID"),
-            study_date=_str(ds, "StudyDate"),
-            study_time=_str(ds, "StudyTime"),
-            referring_physician_name=_str(ds, "ReferringPhysicianName"),
-            accession_number=_str(ds, "AccessionNumber"),
-            frame_of_reference_uid=_str(ds, "FrameOfReferenceUID") or None,
-        ),
-    )
-
-
 def _read(ds: Dataset, where: _Where) -> BrachyPlan:
     machines = list(ds.get("TreatmentMachineSequence") or [])
     machine_name = _str(machines[0], "TreatmentMachineName") if machines else ""
@@ -221,7 +192,7 @@ def _read(ds: Dataset, where: _Where) -> BrachyPlan:
         setups.append(setup)
     setups_tuple = tuple(setups)
     return BrachyPlan(
-        identity=_identity(ds, where.source),
+        identity=plan_identity(ds, where.source),
         technique=_str(ds, "BrachyTreatmentTechnique").upper(),
         treatment_type=_str(ds, "BrachyTreatmentType").upper(),
         treatment_machine_name=machine_name,

@@ -372,9 +372,9 @@ def _get_floats(item: Dataset, keyword: str, where: _Where) -> list[float] | Non
     return numbers
 
 
-def _read_linac_plan(ds: Dataset, source: str) -> LinacPlan:
-    where = _Where(source)
-    identity = PlanIdentity(
+def plan_identity(ds: Dataset, source: str) -> PlanIdentity:
+    """Plan, patient and study identity of any RT Plan (linac or brachy), copied into records."""
+    return PlanIdentity(
         sop_class_uid=_sop_class_uid(ds),
         sop_instance_uid=_get_str(ds, "SOPInstanceUID"),
         label=_get_str(ds, "RTPlanLabel"),
@@ -395,6 +395,11 @@ def _read_linac_plan(ds: Dataset, source: str) -> LinacPlan:
             frame_of_reference_uid=_get_str(ds, "FrameOfReferenceUID") or None,
         ),
     )
+
+
+def _read_linac_plan(ds: Dataset, source: str) -> LinacPlan:
+    where = _Where(source)
+    identity = plan_identity(ds, source)
     beam_items = list(ds.get("BeamSequence") or [])
     if not beam_items:
         raise where.error("BeamSequence", "empty: the plan has no beams")
