@@ -22,13 +22,12 @@ from collections.abc import Sequence as SequenceOf
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, RTPlanStorage, generate_uid
 
 from machine_models.schema import InstalledSource
+from simulators.plans.samples.header import sample_plan_header
 
-UID_PREFIX = "1.2.826.0.1.3680043.8.498."  # pydicom's registered root
 SAMPLE_BRACHY_PLANS = ("hdr-cervix", "hdr-prostate", "hdr-cylinder", "pdr-cervix")
 DEFAULT_SOURCE = InstalledSource(  # the bundled microselectron-v3 source (machine_models/data)
     isotope="Ir-192",
@@ -137,42 +136,13 @@ def build_brachy_plan(
     reference = source_strength_datetime or source.calibration_datetime
     days = (reference - source.calibration_datetime).total_seconds() / 86400.0
     strength = source.reference_air_kerma_rate_ugy_per_h * 2.0 ** (-days / source.half_life_days)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = RTPlanStorage
-    ds.SOPClassUID = RTPlanStorage
-    ds.SOPInstanceUID = generate_uid(UID_PREFIX, entropy_srcs=[patient_id, label, "plan"])
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.InstanceCreationDate = when.strftime("%Y%m%d")
-    ds.InstanceCreationTime = when.strftime("%H%M%S")
-    ds.PatientName = patient_name
-    ds.PatientID = patient_id
-    ds.PatientBirthDate = "19600101"
-    ds.PatientSex = "F" if "prostate" not in label else "M"
-    ds.StudyInstanceUID = generate_uid(UID_PREFIX, entropy_srcs=[patient_id, "study"])
-    ds.StudyDate = when.strftime("%Y%m%d")
-    ds.StudyTime = when.strftime("%H%M%S")
-    ds.ReferringPhysicianName = ""
-    ds.StudyID = "1"
-    ds.AccessionNumber = ""
-    ds.Modality = "RTPLAN"
-    ds.SeriesInstanceUID = generate_uid(UID_PREFIX, entropy_srcs=[patient_id, label, "series"])
-    ds.SeriesNumber = 1
-    ds.OperatorsName = ""
-    ds.FrameOfReferenceUID = generate_uid(UID_PREFIX, entropy_srcs=[patient_id, "frame"])
-    ds.PositionReferenceIndicator = ""
-    ds.Manufacturer = "rtsim"
-    ds.ManufacturerModelName = "rtsim sample plan generator"
-    ds.SoftwareVersions = "1"
-    ds.RTPlanLabel = label[:16]
-    ds.RTPlanName = f"rtsim sample {label}"[:64]
-    ds.RTPlanDate = ds.StudyDate
-    ds.RTPlanTime = ds.StudyTime
-    ds.PlanIntent = "CURATIVE"
-    ds.RTPlanGeometry = "TREATMENT_DEVICE"
-    ds.InstanceNumber = 1
+    ds = sample_plan_header(
+        label,
+        patient_id=patient_id,
+        patient_name=patient_name,
+        patient_sex="F" if "prostate" not in label else "M",
+        when=when,
+    )
     ds.BrachyTreatmentTechnique = technique
     ds.BrachyTreatmentType = treatment_type
     machine = Dataset()

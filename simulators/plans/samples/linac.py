@@ -10,11 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, RTPlanStorage, generate_uid
 
-UID_PREFIX = "1.2.826.0.1.3680043.8.498."  # pydicom's registered root
+from simulators.plans.samples.header import sample_plan_header
 
 MILLENNIUM120_BOUNDARIES_MM: tuple[float, ...] = tuple(
     [-200.0 + 10.0 * i for i in range(10)]
@@ -195,42 +194,9 @@ def sample_linac_plan(
     if kind not in _BUILDERS:
         raise ValueError(f"unknown sample plan {kind!r}; choose one of {', '.join(SAMPLE_PLANS)}")
     when = created or datetime(2026, 1, 5, 9, 0, 0)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = RTPlanStorage
-    ds.SOPClassUID = RTPlanStorage
-    ds.SOPInstanceUID = generate_uid(UID_PREFIX, entropy_srcs=[patient_id, kind, "plan"])
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.InstanceCreationDate = when.strftime("%Y%m%d")
-    ds.InstanceCreationTime = when.strftime("%H%M%S")
-    ds.PatientName = patient_name
-    ds.PatientID = patient_id
-    ds.PatientBirthDate = "19600101"
-    ds.PatientSex = "O"
-    ds.StudyInstanceUID = generate_uid(UID_PREFIX, entropy_srcs=[patient_id, "study"])
-    ds.StudyDate = when.strftime("%Y%m%d")
-    ds.StudyTime = when.strftime("%H%M%S")
-    ds.ReferringPhysicianName = ""
-    ds.StudyID = "1"
-    ds.AccessionNumber = ""
-    ds.Modality = "RTPLAN"
-    ds.SeriesInstanceUID = generate_uid(UID_PREFIX, entropy_srcs=[patient_id, kind, "series"])
-    ds.SeriesNumber = 1
-    ds.OperatorsName = ""
-    ds.FrameOfReferenceUID = generate_uid(UID_PREFIX, entropy_srcs=[patient_id, "frame"])
-    ds.PositionReferenceIndicator = ""
-    ds.Manufacturer = "rtsim"
-    ds.ManufacturerModelName = "rtsim sample plan generator"
-    ds.SoftwareVersions = "1"
-    ds.RTPlanLabel = kind[:16]
-    ds.RTPlanName = f"rtsim sample {kind}"
-    ds.RTPlanDate = ds.StudyDate
-    ds.RTPlanTime = ds.StudyTime
-    ds.PlanIntent = "CURATIVE"
-    ds.RTPlanGeometry = "TREATMENT_DEVICE"
-    ds.InstanceNumber = 1
+    ds = sample_plan_header(
+        kind, patient_id=patient_id, patient_name=patient_name, patient_sex="O", when=when
+    )
     beam, meterset_mu = _BUILDERS[kind](1, machine_name)
     group = Dataset()
     group.FractionGroupNumber = 1
