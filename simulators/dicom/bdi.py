@@ -14,11 +14,12 @@ from collections.abc import Sequence as SequenceOf
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from simulators.dicom import codes
+from simulators.dicom.instruction_values import attach_file_meta, int_value
 from simulators.errors import PlanReadError
 from simulators.plans.model import BeamTask
 
@@ -216,25 +217,7 @@ def build_bdi(
         omitted_items.append(item)
     if omitted_items:
         ds.OmittedBeamTaskSequence = Sequence(omitted_items)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.file_meta = meta
-    return ds
-
-
-def _int(item: Dataset, keyword: str, tag: str, where: str, *, required: bool = True) -> int | None:
-    value = item.get(keyword)
-    if value in (None, ""):
-        if required:
-            raise PlanReadError(f"{where}: {keyword} {tag} is missing or empty")
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError) as error:
-        raise PlanReadError(f"{where}: {keyword} {tag} {value!r} is not an integer") from error
+    return attach_file_meta(ds)
 
 
 def _float(item: Dataset, keyword: str, tag: str, where: str) -> float:
@@ -265,7 +248,7 @@ def read_bdi(ds: Dataset, source: str = "RT Beams Delivery Instruction") -> Deli
     units = set()
     for index, item in enumerate(tasks_seq, start=1):
         item_where = f"{where}: Beam Task Sequence (0074,1020) item {index}"
-        beam = _int(item, "ReferencedBeamNumber", "(300C,0006)", item_where)
+        beam = int_value(item, "ReferencedBeamNumber", "(300C,0006)", item_where)
         task_type = str(item.get("BeamTaskType", "") or "").strip()
         if task_type not in (codes.BEAM_TASK_TREAT, codes.BEAM_TASK_VERIFY, codes.BEAM_TASK_VERIFY_AND_TREAT):
             raise PlanReadError(f"{item_where}: Beam Task Type (0074,1022) {task_type!r} is not TREAT/VERIFY")
@@ -275,8 +258,8 @@ def read_bdi(ds: Dataset, source: str = "RT Beams Delivery Instruction") -> Deli
                 f"{item_where}: Treatment Delivery Type (300A,00CE) {delivery!r} "
                 "is not TREATMENT or CONTINUATION"
             )
-        fraction = _int(item, "CurrentFractionNumber", "(3008,0022)", item_where)
-        group = _int(item, "ReferencedFractionGroupNumber", "(300C,0022)", item_where, required=False)
+        fraction = int_value(item, "CurrentFractionNumber", "(3008,0022)", item_where)
+        group = int_value(item, "ReferencedFractionGroupNumber", "(300C,0022)", item_where, required=False)
         start = end = None
         if delivery == codes.DELIVERY_TYPE_CONTINUATION:
             unit = str(item.get("PrimaryDosimeterUnit", "") or "").strip()
@@ -304,7 +287,7 @@ def read_bdi(ds: Dataset, source: str = "RT Beams Delivery Instruction") -> Deli
     omitted = []
     for index, item in enumerate(ds.get("OmittedBeamTaskSequence") or [], start=1):
         item_where = f"{where}: Omitted Beam Task Sequence (300C,0111) item {index}"
-        beam = _int(item, "ReferencedBeamNumber", "(300C,0006)", item_where)
+        beam = int_value(item, "ReferencedBeamNumber", "(300C,0006)", item_where)
         omitted.append((beam, str(item.get("ReasonForOmission", "") or "")))
     return DeliveryInstruction(
         sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),

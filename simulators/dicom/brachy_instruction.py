@@ -18,11 +18,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from simulators.dicom import codes
+from simulators.dicom.instruction_values import attach_file_meta, int_value
 from simulators.errors import PlanReadError
 from simulators.plans.brachy_model import BrachyTask, ChannelWindow
 
@@ -213,25 +214,7 @@ def build_brachy_instruction(
     ds.BrachyTaskSequence = DicomSequence(items)
     if omitted_setups:
         ds.OmittedApplicationSetupSequence = DicomSequence(omitted_setups)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.file_meta = meta
-    return ds
-
-
-def _int(item: Dataset, keyword: str, tag: str, where: str, *, required: bool = True) -> int | None:
-    value = item.get(keyword)
-    if value in (None, ""):
-        if required:
-            raise PlanReadError(f"{where}: {keyword} {tag} is missing or empty")
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError) as error:
-        raise PlanReadError(f"{where}: {keyword} {tag} {value!r} is not an integer") from error
+    return attach_file_meta(ds)
 
 
 def _float(item: Dataset, keyword: str, tag: str, where: str) -> float | None:
@@ -263,15 +246,15 @@ def read_brachy_instruction(
     task_items = ds.get("BrachyTaskSequence")
     if not task_items:
         raise PlanReadError(f"{where}: Brachy Task Sequence (0074,1401) is missing or empty")
-    fraction = _int(ds, "CurrentFractionNumber", "(3008,0022)", where)
-    group = _int(ds, "ReferencedFractionGroupNumber", "(300C,0022)", where, required=False) or 1
-    pulse = _int(ds, "ContinuationPulseNumber", "(0074,1404)", where, required=False)
+    fraction = int_value(ds, "CurrentFractionNumber", "(3008,0022)", where)
+    group = int_value(ds, "ReferencedFractionGroupNumber", "(300C,0022)", where, required=False) or 1
+    pulse = int_value(ds, "ContinuationPulseNumber", "(0074,1404)", where, required=False)
     omitted: dict[int, list[tuple[int, str]]] = {}
     for index, item in enumerate(ds.get("OmittedApplicationSetupSequence") or [], start=1):
         item_where = f"{where}: Omitted Application Setup Sequence (0074,140E) item {index}"
-        setup = _int(item, "ReferencedBrachyApplicationSetupNumber", "(300C,000C)", item_where)
+        setup = int_value(item, "ReferencedBrachyApplicationSetupNumber", "(300C,000C)", item_where)
         for channel_item in item.get("OmittedChannelSequence") or []:
-            number = _int(channel_item, "ReferencedChannelNumber", "(0074,1406)", item_where)
+            number = int_value(channel_item, "ReferencedChannelNumber", "(0074,1406)", item_where)
             reason = str(channel_item.get("ReasonForChannelOmission", "") or "")
             omitted.setdefault(setup, []).append((number, reason))  # type: ignore[arg-type]
     tasks = []
@@ -283,17 +266,17 @@ def read_brachy_instruction(
                 f"{item_where}: Treatment Delivery Type (300A,00CE) {delivery!r} "
                 "is not TREATMENT or CONTINUATION"
             )
-        setup = _int(item, "ReferencedBrachyApplicationSetupNumber", "(300C,000C)", item_where)
+        setup = int_value(item, "ReferencedBrachyApplicationSetupNumber", "(300C,000C)", item_where)
         order_items = sorted(
             item.get("ChannelDeliveryOrderSequence") or [],
             key=lambda e: int(e.get("ChannelDeliveryOrderIndex", 0) or 0),
         )
         order = tuple(
-            int(_int(e, "ReferencedChannelNumber", "(0074,1406)", item_where) or 0) for e in order_items
+            int(int_value(e, "ReferencedChannelNumber", "(0074,1406)", item_where) or 0) for e in order_items
         )
         windows: dict[int, ChannelWindow] = {}
         for entry in item.get("ChannelDeliveryContinuationSequence") or []:
-            number = _int(entry, "ReferencedChannelNumber", "(0074,1406)", item_where)
+            number = int_value(entry, "ReferencedChannelNumber", "(0074,1406)", item_where)
             start = _float(entry, "StartCumulativeTimeWeight", "(0074,1407)", item_where)
             end = _float(entry, "EndCumulativeTimeWeight", "(0074,1408)", item_where)
             if start is None or end is None:
