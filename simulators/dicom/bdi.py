@@ -19,7 +19,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 
 from simulators.dicom import codes
-from simulators.dicom.instruction_values import attach_file_meta, int_value
+from simulators.dicom.instruction_values import attach_file_meta, instruction_tasks, int_value
 from simulators.errors import PlanReadError
 from simulators.plans.model import BeamTask
 
@@ -232,18 +232,15 @@ def _float(item: Dataset, keyword: str, tag: str, where: str) -> float:
 
 def read_bdi(ds: Dataset, source: str = "RT Beams Delivery Instruction") -> DeliveryInstruction:
     """Read a BDI into beam tasks (PlanReadError names the item and the attribute if unusable)."""
-    where = f"{source} {ds.get('SOPInstanceUID', '')}".strip()
-    sop_class = str(ds.get("SOPClassUID", "") or "")
-    if sop_class and sop_class != codes.RT_BEAMS_DELIVERY_INSTRUCTION_STORAGE:
-        raise PlanReadError(
-            f"{where}: SOP Class UID {sop_class} is not RT Beams Delivery Instruction Storage"
-        )
-    plans = ds.get("ReferencedRTPlanSequence")
-    if not plans:
-        raise PlanReadError(f"{where}: Referenced RT Plan Sequence (300C,0002) is missing or empty")
-    tasks_seq = ds.get("BeamTaskSequence")
-    if not tasks_seq:
-        raise PlanReadError(f"{where}: Beam Task Sequence (0074,1020) is missing or empty")
+    where, tasks_seq = instruction_tasks(
+        ds,
+        source,
+        sop_class_uid=codes.RT_BEAMS_DELIVERY_INSTRUCTION_STORAGE,
+        iod_name="RT Beams Delivery Instruction Storage",
+        task_keyword="BeamTaskSequence",
+        task_tag="(0074,1020)",
+    )
+    plans = ds.ReferencedRTPlanSequence
     tasks = []
     units = set()
     for index, item in enumerate(tasks_seq, start=1):

@@ -23,7 +23,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import generate_uid
 
 from simulators.dicom import codes
-from simulators.dicom.instruction_values import attach_file_meta, int_value
+from simulators.dicom.instruction_values import attach_file_meta, instruction_tasks, int_value
 from simulators.errors import PlanReadError
 from simulators.plans.brachy_model import BrachyTask, ChannelWindow
 
@@ -234,18 +234,15 @@ def read_brachy_instruction(
     ds: Dataset, source: str = "RT Brachy Application Setup Delivery Instruction"
 ) -> BrachyInstruction:
     """Read a brachy delivery instruction into tasks (PlanReadError names the item and the attribute)."""
-    where = f"{source} {ds.get('SOPInstanceUID', '')}".strip()
-    sop_class = str(ds.get("SOPClassUID", "") or "")
-    if sop_class and sop_class != codes.RT_BRACHY_DELIVERY_INSTRUCTION_STORAGE:
-        raise PlanReadError(
-            f"{where}: SOP Class UID {sop_class} is not RT Brachy Application Setup Delivery Instruction"
-        )
-    plans = ds.get("ReferencedRTPlanSequence")
-    if not plans:
-        raise PlanReadError(f"{where}: Referenced RT Plan Sequence (300C,0002) is missing or empty")
-    task_items = ds.get("BrachyTaskSequence")
-    if not task_items:
-        raise PlanReadError(f"{where}: Brachy Task Sequence (0074,1401) is missing or empty")
+    where, task_items = instruction_tasks(
+        ds,
+        source,
+        sop_class_uid=codes.RT_BRACHY_DELIVERY_INSTRUCTION_STORAGE,
+        iod_name="RT Brachy Application Setup Delivery Instruction",
+        task_keyword="BrachyTaskSequence",
+        task_tag="(0074,1401)",
+    )
+    plans = ds.ReferencedRTPlanSequence
     fraction = int_value(ds, "CurrentFractionNumber", "(3008,0022)", where)
     group = int_value(ds, "ReferencedFractionGroupNumber", "(300C,0022)", where, required=False) or 1
     pulse = int_value(ds, "ContinuationPulseNumber", "(0074,1404)", where, required=False)
