@@ -369,6 +369,19 @@ class _Table:
             return [float(item) for item in value]
         return list(value)
 
+    def choices_of(self, key: str, choices: Iterable[str]) -> list[str]:
+        """A required, non-empty list of strings, each one of ``choices``."""
+        allowed = tuple(choices)
+        options = ", ".join(allowed)
+        values = self.list_of(key, "string")
+        assert values is not None
+        if not values:
+            raise self.error(key, f"give at least one of {options}")
+        for value in values:
+            if value not in allowed:
+                raise self.error(key, f"expected items from {options}, got {value!r}")
+        return values
+
     def table(self, key: str, allowed: Iterable[str], *, required: bool = True) -> _Table | None:
         value = self._raw(key, required)
         if value is None:
@@ -547,15 +560,8 @@ def _read_jaws(top: _Table) -> tuple[JawModel, ...]:
     for name in names:
         table = jaws_table.table(name, keys)
         assert table is not None
-        device_types = table.list_of("device_types", "string")
-        assert device_types is not None
-        if not device_types:
-            raise table.error("device_types", f"give at least one of {', '.join(_JAW_DEVICE_TYPES)}")
+        device_types = table.choices_of("device_types", _JAW_DEVICE_TYPES)
         for device_type in device_types:
-            if device_type not in _JAW_DEVICE_TYPES:
-                raise table.error(
-                    "device_types", f"expected items from {', '.join(_JAW_DEVICE_TYPES)}, got {device_type!r}"
-                )
             if device_type in seen:
                 raise table.error(
                     "device_types", f"{device_type!r} is already listed in jaws.{seen[device_type]}"
@@ -822,15 +828,7 @@ def _read_afterloader(top: _Table) -> AfterloaderModel:
     }
     table = top.table("afterloader", keys)
     assert table is not None
-    types = table.list_of("treatment_types", "string")
-    assert types is not None
-    if not types:
-        raise table.error("treatment_types", f"give at least one of {', '.join(_BRACHY_TREATMENT_TYPES)}")
-    for value in types:
-        if value not in _BRACHY_TREATMENT_TYPES:
-            raise table.error(
-                "treatment_types", f"expected items from {', '.join(_BRACHY_TREATMENT_TYPES)}, got {value!r}"
-            )
+    types = table.choices_of("treatment_types", _BRACHY_TREATMENT_TYPES)
     if len(set(types)) != len(types):
         raise table.error("treatment_types", f"repeated treatment type in {types}")
     channels = table.integer("channel_count", minimum=1)
