@@ -50,7 +50,6 @@ from pydicom import config as pydicom_config
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.tag import BaseTag, Tag
 from pydicom.uid import ExplicitVRLittleEndian, RTBeamsTreatmentRecordStorage
 from pydicom.valuerep import format_number_as_ds
 
@@ -59,6 +58,7 @@ from simulators.core.program import DeliveryProgram
 from simulators.core.results import DeliveredControlPoint, DeliveryResult, UnitResult
 from simulators.errors import RtsimError
 from simulators.plans.model import BeamTask, LinacBeam, LinacPlan
+from simulators.records.element_encoding import ElementKey, encode_item, raw_sequence_element
 from simulators.records.uids import IMPLEMENTATION_CLASS_UID, RTSIM_UID_ROOT, UidSource
 
 MANUFACTURER = "rtsim"
@@ -67,7 +67,6 @@ VERIFICATION_STATUSES = ("VERIFIED", "VERIFIED_OVR", "NOT_VERIFIED")
 # Rounding of decimal strings: metersets to 1e-5 (as vendor records), positions/angles to 1e-3 mm/deg.
 METERSET_DECIMALS = 5
 POSITION_DECIMALS = 3
-LEAF_JAW_POSITIONS_TAG = Tag(0x300A, 0x011C)
 RATE_DECIMALS = 3
 TIME_DECIMALS = 3
 
@@ -87,32 +86,29 @@ def format_ds(value: float, decimals: int) -> str:
     rounded = round(float(value), decimals)
     if rounded == 0.0:
         return "0"
-    text = f"{rounded:.{decimals}f}".rstrip("0").rstrip(".")
+    text = f"{rounded:.{decimals}f}"
+    if decimals > 0:  # drop trailing zeros of the fraction only ("1740" stays "1740")
+        text = text.rstrip("0").rstrip(".")
     return text if len(text) <= 16 else format_number_as_ds(rounded)
 
 
-def ds_multi_value(values: object, decimals: int) -> str:
-    """Many numbers as one backslash-separated DS value, each rounded to ``decimals`` (no ``-0``).
+def ds_rows(values: object, decimals: int) -> list[str]:
+    """Each row of a 2-D array as one backslash-separated DS value, rounded to ``decimals`` (no ``-0``).
 
-    The vectorised twin of :func:`format_ds` for leaf and jaw positions (hundreds per control point).
+    The vectorised twin of :func:`format_ds` for leaf and jaw positions (hundreds per control point, one
+    row per control point).
     """
-    array = np.round(np.asarray(values, dtype=float).reshape(-1), decimals) + 0.0  # + 0.0 drops -0.0
+    if not 0 <= decimals <= 4:  # %g below would switch to an exponent for 10^-5
+        raise ValueError(f"ds_rows writes 0 to 4 decimals, not {decimals}")
+    array = np.round(np.asarray(values, dtype=float), decimals) + 0.0  # + 0.0 drops -0.0
+    if array.ndim != 2:
+        raise ValueError(f"ds_rows needs a 2-D array, not shape {array.shape}")
     if not np.all(np.isfinite(array)) or np.any(np.abs(array) >= 1e9):
         raise ValueError(f"cannot write {array!r} as decimal strings")
-    pattern = f"%.{decimals}f"
-    return "\\".join((pattern % v).rstrip("0").rstrip(".") for v in array.tolist())
-
-
-def _set_raw_ds(item: Dataset, tag: BaseTag, text: str) -> None:
-    """Store a DS value already encoded (Explicit VR Little Endian), so pydicom writes it as is.
-
-    Building one DSfloat per number was most of the time and memory of a sliding-window record.
-    """
-    encoded = text.encode("ascii")
-    if len(encoded) % 2:
-        encoded += b" "
-    item[tag] = RawDataElement(tag, "DS", len(encoded), encoded, 0, False, True)
-    item.set_original_encoding(False, True, item._character_set)
+    # %g drops trailing zeros and, with 9 + decimals significant digits, shows every digit of a number
+    # below 1e9 rounded to ``decimals`` (and never an exponent: the smallest non-zero is 10^-decimals).
+    pattern = "\\".join([f"%.{9 + decimals}g"] * array.shape[1])
+    return [pattern % tuple(row) for row in array.tolist()]
 
 
 def mark_written_encoding(ds: Dataset) -> None:
@@ -123,7 +119,7 @@ def mark_written_encoding(ds: Dataset) -> None:
     """
     ds.set_original_encoding(False, True, ds._character_set)
     for element in ds.values():
-        if element.VR == "SQ":
+        if element.VR == "SQ" and not isinstance(element, RawDataElement):  # raw: encoded already
             for item in element.value:
                 mark_written_encoding(item)
 
@@ -525,7 +521,8 @@ def _session_beam_item(
     item.DeliveredTreatmentTime = format_ds(unit.beam_on_time_s, TIME_DECIMALS)
     control_points = _control_point_items(beam, unit, bounds, session_start, label)
     item.NumberOfControlPoints = len(control_points)
-    item.ControlPointDeliverySequence = DicomSequence(control_points)
+    sequence = _CP_KEYS["ControlPointDeliverySequence"]
+    item[sequence.tag] = raw_sequence_element(sequence, control_points)
     return item
 
 
@@ -573,13 +570,13 @@ def _recorded_accessories(item: Dataset, plan_beam: Dataset) -> None:
 
 def _control_point_items(
     beam: LinacBeam, unit: UnitResult, bounds: _Bounds, session_start: datetime, label: str
-) -> list[Dataset]:
+) -> list[bytes]:
+    """The Control Point Delivery Sequence items of one beam, encoded (see ``element_encoding``)."""
     rows = {int(index): row for row, index in enumerate(beam.control_point_indices)}
     session_span = bounds.end - bounds.start
     tolerance = 1e-6 * max(1.0, abs(bounds.end))
-    previous: dict[str, object] = {}
-    items = []
-    for number, dcp in enumerate(unit.control_points):
+    beam_rows = []
+    for dcp in unit.control_points:
         where = f"{label}: control point {dcp.plan_cp_index}"
         if dcp.plan_cp_index not in rows:
             raise RtsimError(f"{where}: the result names a control point the beam does not have")
@@ -588,94 +585,169 @@ def _control_point_items(
                 f"{where}: delivered meterset {dcp.delivered_meterset:g} is outside this session's range "
                 f"[0, {session_span:g}] (results must be cumulative for the beam in this session)"
             )
-        row = rows[dcp.plan_cp_index]
-        items.append(_control_point_item(beam, row, dcp, bounds, session_start, previous, first=number == 0))
-    return items
+        beam_rows.append(rows[dcp.plan_cp_index])
+    positions = _device_positions(beam, unit.control_points, beam_rows)
+    previous: dict[str, object] = {}
+    return [
+        _control_point_item(
+            beam,
+            row,
+            dcp,
+            {device: texts[number] for device, texts in positions.items()},
+            bounds,
+            session_start,
+            previous,
+            first=number == 0,
+        )
+        for number, (dcp, row) in enumerate(zip(unit.control_points, beam_rows, strict=True))
+    ]
+
+
+def _device_positions(
+    beam: LinacBeam, control_points: Sequence[DeliveredControlPoint], beam_rows: Sequence[int]
+) -> dict[str, list[str]]:
+    """Per beam limiting device, its Leaf/Jaw Positions text at each recorded control point."""
+    texts = {}
+    for key, device_type in (
+        ("jaw_x_mm", beam.jaw_x_device_type),
+        ("jaw_y_mm", beam.jaw_y_device_type),
+        ("mlc_mm", beam.mlc_device_type),
+    ):
+        planned = getattr(beam, key)
+        if device_type is None:
+            continue
+        if planned is None and not all(key in dcp.positions for dcp in control_points):
+            continue
+        values = [_actual(dcp, key, planned, row) for dcp, row in zip(control_points, beam_rows, strict=True)]
+        texts[device_type] = ds_rows(np.stack([np.ravel(v) for v in values]), POSITION_DECIMALS)
+    return texts
+
+
+_CP_KEYS = {
+    keyword: ElementKey(keyword)
+    for keyword in (
+        "ControlPointDeliverySequence",
+        "ReferencedControlPointIndex",
+        "TreatmentControlPointDate",
+        "TreatmentControlPointTime",
+        "SpecifiedMeterset",
+        "DeliveredMeterset",
+        "DoseRateSet",
+        "DoseRateDelivered",
+        "NominalBeamEnergy",
+        "NominalBeamEnergyUnit",
+        "WedgePositionSequence",
+        "WedgePosition",
+        "ReferencedWedgeNumber",
+        "BeamLimitingDevicePositionSequence",
+        "RTBeamLimitingDeviceType",
+        "LeafJawPositions",
+        "GantryAngle",
+        "GantryRotationDirection",
+        "BeamLimitingDeviceAngle",
+        "BeamLimitingDeviceRotationDirection",
+        "PatientSupportAngle",
+        "PatientSupportRotationDirection",
+        "TableTopEccentricAngle",
+        "TableTopEccentricRotationDirection",
+        "TableTopVerticalPosition",
+        "TableTopLongitudinalPosition",
+        "TableTopLateralPosition",
+    )
+}
+_ANGLE_AXES = (  # (result key, angle keyword, direction keyword, LinacBeam direction attribute)
+    ("gantry_deg", "GantryAngle", "GantryRotationDirection", "gantry_direction"),
+    (
+        "collimator_deg",
+        "BeamLimitingDeviceAngle",
+        "BeamLimitingDeviceRotationDirection",
+        "collimator_direction",
+    ),
+    ("couch_deg", "PatientSupportAngle", "PatientSupportRotationDirection", "couch_direction"),
+)
+_TABLE_AXES = (
+    ("table_top_vertical_mm", "TableTopVerticalPosition"),
+    ("table_top_longitudinal_mm", "TableTopLongitudinalPosition"),
+    ("table_top_lateral_mm", "TableTopLateralPosition"),
+)
+
+
+def _encoded(keyword: str, text: str | None) -> tuple[int, bytes]:
+    """``(tag, encoded element)`` of a control-point attribute's text value."""
+    key = _CP_KEYS[keyword]
+    return key.tag, key.text(text)
 
 
 def _control_point_item(
     beam: LinacBeam,
     row: int,
     dcp: DeliveredControlPoint,
+    device_positions: Mapping[str, str],
     bounds: _Bounds,
     session_start: datetime,
     previous: dict[str, object],
     *,
     first: bool,
-) -> Dataset:
-    """One Control Point Delivery Sequence item; ``previous`` holds the last written value per attribute."""
-    cp = Dataset()
-    cp.ReferencedControlPointIndex = dcp.plan_cp_index
-    cp.TreatmentControlPointDate, cp.TreatmentControlPointTime = dicom_date_time(
-        session_start + timedelta(seconds=dcp.time_s)
-    )
+) -> bytes:
+    """One Control Point Delivery Sequence item, encoded; ``previous`` holds the last value per attribute."""
+    keys = _CP_KEYS
+    elements: list[tuple[int, bytes]] = []
+
+    def add(keyword: str, text: str | None) -> None:
+        elements.append(_encoded(keyword, text))
+
+    def put(keyword: str, text: str | None) -> None:
+        if first or previous.get(keyword) != text:
+            add(keyword, text)
+            previous[keyword] = text
+
+    add("ReferencedControlPointIndex", str(dcp.plan_cp_index))
+    date, time = dicom_date_time(session_start + timedelta(seconds=dcp.time_s))
+    add("TreatmentControlPointDate", date)
+    add("TreatmentControlPointTime", time)
     specified = float(beam.cumulative_meterset_mu[row])
     delivered = max(bounds.start, min(specified, bounds.end, bounds.start + dcp.delivered_meterset))
-    cp.SpecifiedMeterset = format_ds(specified, METERSET_DECIMALS)
-    cp.DeliveredMeterset = format_ds(delivered, METERSET_DECIMALS)
-    cp.DoseRateSet = _ds_or_empty(dcp.dose_rate_set_per_min, RATE_DECIMALS)
-    cp.DoseRateDelivered = _ds_or_empty(dcp.dose_rate_delivered_per_min, RATE_DECIMALS)
-
-    def put(keyword: str, value: object) -> None:
-        if first or previous.get(keyword) != value:
-            setattr(cp, keyword, value)
-            previous[keyword] = value
-
+    add("SpecifiedMeterset", format_ds(specified, METERSET_DECIMALS))
+    add("DeliveredMeterset", format_ds(delivered, METERSET_DECIMALS))
+    add("DoseRateSet", _ds_or_empty(dcp.dose_rate_set_per_min, RATE_DECIMALS))
+    add("DoseRateDelivered", _ds_or_empty(dcp.dose_rate_delivered_per_min, RATE_DECIMALS))
     put("NominalBeamEnergy", format_ds(beam.nominal_energy_mev, POSITION_DECIMALS))
     if first:
-        cp.NominalBeamEnergyUnit = "MV" if beam.radiation_type == "PHOTON" else "MEV"
+        add("NominalBeamEnergyUnit", "MV" if beam.radiation_type == "PHOTON" else "MEV")
     if beam.wedges:
         wedge_state = tuple("IN" if beam.wedge_in[row, k] else "OUT" for k in range(len(beam.wedges)))
         if first or previous.get("wedges") != wedge_state:
-            positions = []
-            for wedge, state in zip(beam.wedges, wedge_state, strict=True):
-                w = Dataset()
-                w.WedgePosition = state
-                w.ReferencedWedgeNumber = wedge.number
-                positions.append(w)
-            cp.WedgePositionSequence = DicomSequence(positions)
+            positions = [
+                encode_item(
+                    (
+                        _encoded("WedgePosition", state),
+                        _encoded("ReferencedWedgeNumber", str(wedge.number)),
+                    )
+                )
+                for wedge, state in zip(beam.wedges, wedge_state, strict=True)
+            ]
+            sequence = keys["WedgePositionSequence"]
+            elements.append((sequence.tag, sequence.sequence(positions)))
             previous["wedges"] = wedge_state
     devices = []
-    for key, device_type in (
-        ("jaw_x_mm", beam.jaw_x_device_type),
-        ("jaw_y_mm", beam.jaw_y_device_type),
-        ("mlc_mm", beam.mlc_device_type),
-    ):
-        values = _actual(dcp, key, getattr(beam, key), row)
-        if values is None or device_type is None:
-            continue
-        text = ds_multi_value(values, POSITION_DECIMALS)
+    for device_type, text in device_positions.items():
         if first or previous.get(device_type) != text:
-            device = Dataset()
-            device.RTBeamLimitingDeviceType = device_type
-            _set_raw_ds(device, LEAF_JAW_POSITIONS_TAG, text)
-            devices.append(device)
+            device = (_encoded("RTBeamLimitingDeviceType", device_type), _encoded("LeafJawPositions", text))
+            devices.append(encode_item(device))
             previous[device_type] = text
     if devices:
-        cp.BeamLimitingDevicePositionSequence = DicomSequence(devices)
-    for key, angle_kw, direction_kw, directions in (
-        ("gantry_deg", "GantryAngle", "GantryRotationDirection", beam.gantry_direction),
-        (
-            "collimator_deg",
-            "BeamLimitingDeviceAngle",
-            "BeamLimitingDeviceRotationDirection",
-            beam.collimator_direction,
-        ),
-        ("couch_deg", "PatientSupportAngle", "PatientSupportRotationDirection", beam.couch_direction),
-    ):
+        sequence = keys["BeamLimitingDevicePositionSequence"]
+        elements.append((sequence.tag, sequence.sequence(devices)))
+    for key, angle_kw, direction_kw, directions_attribute in _ANGLE_AXES:
         angle = float(np.asarray(_actual(dcp, key, getattr(beam, key), row), dtype=float).reshape(-1)[0])
         put(angle_kw, format_ds(_angle_0_360(angle), POSITION_DECIMALS))
-        put(direction_kw, directions[row] or "NONE")
+        put(direction_kw, getattr(beam, directions_attribute)[row] or "NONE")
     put("TableTopEccentricAngle", "0")
     put("TableTopEccentricRotationDirection", "NONE")
-    for key, keyword in (
-        ("table_top_vertical_mm", "TableTopVerticalPosition"),
-        ("table_top_longitudinal_mm", "TableTopLongitudinalPosition"),
-        ("table_top_lateral_mm", "TableTopLateralPosition"),
-    ):
+    for key, keyword in _TABLE_AXES:
         value = float(np.asarray(_actual(dcp, key, getattr(beam, key), row), dtype=float).reshape(-1)[0])
         put(keyword, format_ds(value, POSITION_DECIMALS) if math.isfinite(value) else None)
-    return cp
+    return encode_item(elements)
 
 
 def _actual(dcp: DeliveredControlPoint, key: str, planned: np.ndarray | None, row: int) -> np.ndarray | None:

@@ -452,6 +452,7 @@ def test_every_decimal_string_fits_16_characters(tmp_path: Path) -> None:
         (100.0, 5, "100"),
         (1 / 3, 5, "0.33333"),
         (-12.5, 3, "-12.5"),
+        (1740.0, 0, "1740"),  # whole-number rounding keeps the zeros of the integer part
     ],
 )
 def test_format_ds(value: float, decimals: int, text: str) -> None:
