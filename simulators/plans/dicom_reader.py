@@ -14,6 +14,7 @@ point; ``MU(CP) = Beam Meterset x CMW(CP) / Final Cumulative Meterset Weight``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -32,6 +33,15 @@ from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
 from simulators.errors import PlanReadError, PlanRefusedError
+from simulators.plans.dicom_bytes import (
+    CONTROL_POINT_SEQUENCE_TAG,
+    LAZY_SEQUENCE_TAGS,
+    DicomBytesError,
+    RawItem,
+    complete_items,
+    parse_items,
+    read_part10,
+)
 from simulators.plans.model import (
     BeamTechnique,
     FractionGroup,
@@ -108,7 +118,12 @@ def read_dataset_file(path: str | Path) -> Dataset:
     with lenient_reading(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns about garbage before we refuse it with a message
         try:
-            ds = pydicom.dcmread(path, force=True)
+            ds = read_part10(path)  # the fast walk of a plain little-endian Part 10 file
+        except DicomBytesError:
+            ds = None  # pydicom reads it, or says what is wrong, below
+        try:
+            if ds is None:
+                ds = pydicom.dcmread(path, force=True)
             # Sequences are parsed lazily: parse them all now, so a corrupt nesting fails here. Plain
             # values stay raw until used (decoding ~100 000 leaf positions up front cost ~1 s).
             _parse_sequences(ds)
@@ -118,7 +133,11 @@ def read_dataset_file(path: str | Path) -> Dataset:
 
 
 def _parse_sequences(ds: Dataset) -> None:
-    """Turn every raw sequence element of ``ds`` (recursively) into parsed items."""
+    """Turn every raw sequence element of ``ds`` (recursively) into parsed items.
+
+    Control Point Sequences stay encoded: the plan reader parses them fast and names the beam when
+    they are damaged (:func:`_control_point_items`).
+    """
     for tag in list(ds.keys()):
         element = ds.get_item(tag)
         vr = element.VR
@@ -127,9 +146,12 @@ def _parse_sequences(ds: Dataset) -> None:
                 vr = dictionary_VR(tag)
             except KeyError:
                 continue
-        if vr == "SQ":
-            for item in ds[tag].value or ():
-                _parse_sequences(item)
+        if vr != "SQ":
+            continue
+        if tag in LAZY_SEQUENCE_TAGS and isinstance(element, RawDataElement):
+            continue
+        for item in ds[tag].value or ():
+            _parse_sequences(item)
 
 
 def read_plan_dataset(ds: Dataset, source: str) -> LinacPlan:
@@ -273,7 +295,26 @@ class _Where:
         return PlanReadError(f"{self.text()}: {what}{problem}")
 
 
-def _raw_value(item: Dataset, keyword: str) -> object | None:
+@functools.lru_cache(maxsize=512)
+def _tag(keyword: str) -> int:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(keyword)
+    return int(tag)
+
+
+def _items(item: Dataset | RawItem, keyword: str) -> list:
+    """The items of sequence ``keyword`` (empty when absent), from a Dataset or a still-encoded item."""
+    if isinstance(item, RawItem):
+        value = item.get(_tag(keyword))
+        return value if isinstance(value, list) else []
+    return list(item.get(keyword) or [])
+
+
+def _raw_value(item: Dataset | RawItem, keyword: str) -> object | None:
+    if isinstance(item, RawItem):
+        value = item.get(_tag(keyword))
+        return value.decode("latin-1").strip(" \x00") or None if isinstance(value, bytes) else value
     if keyword not in item:
         return None
     value = item[keyword].value
@@ -282,7 +323,7 @@ def _raw_value(item: Dataset, keyword: str) -> object | None:
     return value
 
 
-def _get_str(item: Dataset, keyword: str, default: str = "") -> str:
+def _get_str(item: Dataset | RawItem, keyword: str, default: str = "") -> str:
     value = _raw_value(item, keyword)
     if value is None:
         return default
@@ -291,7 +332,7 @@ def _get_str(item: Dataset, keyword: str, default: str = "") -> str:
     return str(value).strip()
 
 
-def _get_float(item: Dataset, keyword: str, where: _Where) -> float | None:
+def _get_float(item: Dataset | RawItem, keyword: str, where: _Where) -> float | None:
     numbers = _raw_ds_numbers(item, keyword, where, single=True)
     if numbers is not None:
         if len(numbers) != 1:
@@ -313,7 +354,7 @@ def _get_float(item: Dataset, keyword: str, where: _Where) -> float | None:
     return number
 
 
-def _get_int(item: Dataset, keyword: str, where: _Where) -> int | None:
+def _get_int(item: Dataset | RawItem, keyword: str, where: _Where) -> int | None:
     number = _get_float(item, keyword, where)
     if number is None:
         return None
@@ -323,26 +364,32 @@ def _get_int(item: Dataset, keyword: str, where: _Where) -> int | None:
 
 
 def _raw_ds_numbers(
-    item: Dataset, keyword: str, where: _Where, *, single: bool = False
+    item: Dataset | RawItem, keyword: str, where: _Where, *, single: bool = False
 ) -> list[float] | None:
-    """The numbers of a still-encoded DS element, without one DSfloat object per number.
+    """The numbers of a still-encoded DS (or IS) element, without one DSfloat object per number.
 
     None when the element is absent, empty, or already decoded (then the normal path reads it).
     """
-    tag = tag_for_keyword(keyword)
-    if tag is None or tag not in item:
-        return None
-    element = item.get_item(tag)
-    if not isinstance(element, RawDataElement) or element.VR not in ("DS", None) or element.value is None:
-        return None
-    if element.VR is None and dictionary_VR(tag) != "DS":
-        return None
-    if not element.value.strip(b" \x00"):
+    tag = _tag(keyword)
+    if isinstance(item, RawItem):
+        value = item.get(tag)
+        if not isinstance(value, bytes):
+            return None
+    else:
+        if tag not in item:
+            return None
+        element = item.get_item(tag)
+        if not isinstance(element, RawDataElement) or element.VR not in ("DS", None) or element.value is None:
+            return None
+        if element.VR is None and dictionary_VR(tag) != "DS":
+            return None
+        value = element.value
+    if not value.strip(b" \x00"):
         return None
     try:
-        numbers = [float(part) for part in element.value.split(b"\\")]
+        numbers = [float(part) for part in value.split(b"\\")]
     except ValueError:
-        text = element.value.decode("ascii", errors="replace").strip(" \x00")[:80]
+        text = value.decode("ascii", errors="replace").strip(" \x00")[:80]
         problem = f"not a number: {text!r}" if single else f"not numbers: {text.split(chr(92))!r}"
         raise where.error(keyword, problem) from None
     if not all(math.isfinite(n) for n in numbers):
@@ -355,7 +402,7 @@ def _raw_ds_numbers(
     return numbers
 
 
-def _get_floats(item: Dataset, keyword: str, where: _Where) -> list[float] | None:
+def _get_floats(item: Dataset | RawItem, keyword: str, where: _Where) -> list[float] | None:
     numbers = _raw_ds_numbers(item, keyword, where)
     if numbers is not None:
         return numbers
@@ -551,6 +598,23 @@ _DIRECTIONS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _control_point_items(beam: Dataset, where: _Where) -> list[Dataset] | list[RawItem]:
+    """The beam's control points: parsed straight from the bytes when still encoded (fast), else as read."""
+    element = beam.get_item(CONTROL_POINT_SEQUENCE_TAG) if CONTROL_POINT_SEQUENCE_TAG in beam else None
+    if isinstance(element, RawDataElement) and element.value is not None and element.is_little_endian:
+        try:
+            return parse_items(element.value, element.is_implicit_VR)
+        except DicomBytesError as exc:
+            complete = len(complete_items(element.value, element.is_implicit_VR))
+            declared = _get_int(beam, "NumberOfControlPoints", where)
+            raise where.error(
+                "ControlPointSequence" if declared is None else "NumberOfControlPoints",
+                f"{'' if declared is None else f'says {declared} but '}the Control Point Sequence has"
+                f" {complete} complete item(s) and then cannot be read ({exc}; truncated or corrupt file)",
+            ) from None
+    return list(beam.get("ControlPointSequence") or [])
+
+
 def _read_beam(item: Dataset, fraction_groups: tuple[FractionGroup, ...], plan_where: _Where) -> LinacBeam:
     number = _get_int(item, "BeamNumber", plan_where)
     assert number is not None  # checked by the caller
@@ -563,7 +627,7 @@ def _read_beam(item: Dataset, fraction_groups: tuple[FractionGroup, ...], plan_w
     pair_counts, boundaries, mlc_type = _read_devices(item, where)
     wedges = _read_wedges(item, where)
 
-    cp_items = list(item.get("ControlPointSequence") or [])
+    cp_items = _control_point_items(item, where)
     declared_cps = _get_int(item, "NumberOfControlPoints", where)
     if declared_cps is not None and declared_cps != len(cp_items):
         raise where.error(
@@ -692,7 +756,7 @@ class _ControlPoints:
 
 
 def _read_control_points(
-    cp_items: list[Dataset],
+    cp_items: list[Dataset] | list[RawItem],
     pair_counts: dict[str, int],
     mlc_type: str | None,
     wedges: tuple[WedgeSpec, ...],
@@ -746,7 +810,7 @@ def _read_control_points(
             directions[keyword].append(current_direction[keyword])
 
         seen: set[str] = set()
-        for pos in cp.get("BeamLimitingDevicePositionSequence") or []:
+        for pos in _items(cp, "BeamLimitingDevicePositionSequence"):
             device = _get_str(pos, "RTBeamLimitingDeviceType").upper()
             if device not in pair_counts:
                 raise here.error(
@@ -774,7 +838,7 @@ def _read_control_points(
                 )
             devices[device][i] = current_device[device]
 
-        for pos in cp.get("WedgePositionSequence") or []:
+        for pos in _items(cp, "WedgePositionSequence"):
             ref = _get_int(pos, "ReferencedWedgeNumber", here)
             if ref not in wedge_numbers:
                 raise here.error(

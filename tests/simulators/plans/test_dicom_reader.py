@@ -482,3 +482,26 @@ def test_read_dataset_file_for_callers_that_send_it_on(tmp_path: Path, rtplan_pa
     empty.write_bytes(b"")
     with pytest.raises(PlanReadError, match="empty"):
         read_dataset_file(empty)
+
+
+@pytest.mark.parametrize("plan", ["SlidingWindowBeam", "IMATVMATBeam"])  # defined and undefined lengths
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_damaged_real_plans_are_a_message_or_a_plan_never_a_traceback(
+    tmp_path: Path, plan: str, seed: int
+) -> None:
+    """Cut and scribbled-over copies of real plans (the fast reader's path and pydicom's fallback)."""
+    data = bytearray((ARTI / plan / f"RTPlan{plan}.dcm").read_bytes())
+    rng = np.random.default_rng(seed)
+    for case in range(8):
+        damaged = bytearray(data)
+        if case % 2:
+            damaged = damaged[: int(rng.integers(200, len(data) - 1))]
+        else:
+            for offset in rng.integers(132, len(data), 6):
+                damaged[int(offset)] = int(rng.integers(0, 256))
+        path = tmp_path / f"damaged{case}.dcm"
+        path.write_bytes(bytes(damaged))
+        try:
+            read_plan_file(path)
+        except (PlanReadError, PlanRefusedError) as err:
+            assert str(err).startswith(str(path))
