@@ -37,6 +37,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
+from simulators.dicom.assoc_tuning import tune_requestor
 from simulators.dicom.peers import Peer
 from simulators.dicom.tdd.retry import (
     AssociationFailedError,
@@ -107,6 +108,12 @@ def set_tcp_nodelay(event: evt.Event) -> None:
         event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (AttributeError, OSError) as exc:
         LOG.debug("TCP_NODELAY not set: %s", exc)
+
+
+def tune_on_open(event: evt.Event) -> None:
+    """``EVT_CONN_OPEN`` handler of the associations the device requests: TCP_NODELAY and a release
+    that does not sleep 10 ms (:func:`simulators.dicom.assoc_tuning.tune_requestor`)."""
+    tune_requestor(event.assoc)
 
 
 def _status_of(status_ds: Dataset | None) -> int | None:
@@ -283,7 +290,7 @@ class PeerClient:
             self.peer.host,
             self.peer.port,
             ae_title=self.peer.ae_title,
-            evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)],
+            evt_handlers=[(evt.EVT_CONN_OPEN, tune_on_open)],
         )
         if assoc.is_established:
             return assoc
