@@ -1,10 +1,14 @@
 """N-EVENT-REPORT sender: the TMS (UPS Event SCP) opens its own association to each subscriber.
 
-One worker thread sends the queued reports in order, grouped by receiving AE (one association per AE
-per batch). The receiving AE's address comes from the TMS AE table. The association proposes the UPS
-Event SOP Class with SCP/SCU role selection (TMS = SCP, as in the reference's loopback set-up, §1.7); if
-the peer rejects that context, it is proposed again without role selection. A report that cannot be
-delivered is logged and dropped (PS3.4 CC.2.4.3: no obligation to queue or retry).
+One worker thread sends the queued reports in order, grouped by receiving AE. The receiving AE's address
+comes from the TMS AE table. The association proposes the UPS Event SOP Class with SCP/SCU role selection
+(TMS = SCP, as in the reference's loopback set-up, §1.7); if the peer rejects that context, it is
+proposed again without role selection. An association is kept for the next reports to the same AE and
+released after ``idle_release_s`` without one (a claimed workitem produces a report every few
+milliseconds: state, progress, final state; opening and releasing an association for each cost ~20 ms
+of the TMS's time and CPU on both sides while the performer was waiting for its own responses). A kept
+association found gone (the subscriber restarted or released it) is replaced by a new one. A report
+that cannot be delivered is logged and dropped (PS3.4 CC.2.4.3: no obligation to queue or retry).
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pynetdicom import AE, build_role
 from pynetdicom.sop_class import UnifiedProcedureStepEvent, UnifiedProcedureStepPush
@@ -47,6 +53,7 @@ class EventSender:
         timeout_s: float = 10.0,
         tls_args: tuple | None = None,
         on_delivery: Callable[[Delivery], None] | None = None,
+        idle_release_s: float = 0.5,
     ) -> None:
         self._resolve = resolve
         self._tls_args = tls_args
@@ -60,6 +67,8 @@ class EventSender:
         self._thread: threading.Thread | None = None
         self._idle = threading.Condition()
         self._pending = 0
+        self.idle_release_s = idle_release_s
+        self._kept: dict[str, tuple[Any, float]] = {}  # receiving AE -> (association, idle since)
         self.deliveries: list[Delivery] = []
 
     def start(self) -> None:
@@ -92,34 +101,56 @@ class EventSender:
 
     def _run(self) -> None:
         stopping = False
-        while not stopping:
-            first = self._queue.get()
-            batch: list[tuple[str, UpsEvent]] = []
-            if first is None:
-                stopping = True
-            else:
-                batch.append(first)
-            while True:
+        try:
+            while not stopping:
                 try:
-                    item = self._queue.get_nowait()
+                    first = self._queue.get(timeout=self._idle_wait_s())
                 except queue.Empty:
-                    break
-                if item is None:
+                    self._release_idle()
+                    continue
+                batch: list[tuple[str, UpsEvent]] = []
+                if first is None:
                     stopping = True
                 else:
-                    batch.append(item)
-            by_ae: dict[str, list[UpsEvent]] = {}
-            for ae_title, event in batch:
-                by_ae.setdefault(ae_title, []).append(event)
-            for ae_title, events in by_ae.items():
-                try:
-                    self._send(ae_title, events)
-                except Exception as error:  # the sender must never die
-                    LOG.exception("event reports to %s failed: %s", ae_title, error)
-                finally:
-                    with self._idle:
-                        self._pending -= len(events)
-                        self._idle.notify_all()
+                    batch.append(first)
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stopping = True
+                    else:
+                        batch.append(item)
+                by_ae: dict[str, list[UpsEvent]] = {}
+                for ae_title, event in batch:
+                    by_ae.setdefault(ae_title, []).append(event)
+                for ae_title, events in by_ae.items():
+                    try:
+                        self._send(ae_title, events)
+                    except Exception as error:  # the sender must never die
+                        LOG.exception("event reports to %s failed: %s", ae_title, error)
+                    finally:
+                        with self._idle:
+                            self._pending -= len(events)
+                            self._idle.notify_all()
+                self._release_idle()
+        finally:
+            self._release_idle(everything=True)
+
+    def _idle_wait_s(self) -> float | None:
+        """How long the worker may wait for a report before a kept association is due for release."""
+        if not self._kept:
+            return None
+        oldest = min(since for _, since in self._kept.values())
+        return max(0.0, oldest + self.idle_release_s - time.monotonic())
+
+    def _release_idle(self, everything: bool = False) -> None:
+        now = time.monotonic()
+        for ae_title, (assoc, since) in list(self._kept.items()):
+            if everything or now - since >= self.idle_release_s or not assoc.is_established:
+                del self._kept[ae_title]
+                _release_quietly(assoc)
 
     def _record(self, delivery: Delivery) -> None:
         self.deliveries.append(delivery)
@@ -163,6 +194,15 @@ class EventSender:
                     )
                 )
             return
+        kept, _ = self._kept.pop(ae_title, (None, 0.0))
+        if kept is not None:
+            if kept.is_established:
+                # a kept association may have died unnoticed: what it could not send goes on a new one
+                events = events[self._send_on(kept, ae_title, events, final=False) :]
+                if not events:
+                    self._kept[ae_title] = (kept, time.monotonic())
+                    return
+            _release_quietly(kept)
         assoc = self._associate(peer)
         if not assoc.is_established:
             for event in events:
@@ -177,16 +217,16 @@ class EventSender:
                 )
             return
         no_delay_association(assoc)
-        try:
-            for index, event in enumerate(events):
-                if not assoc.is_established:
-                    for lost in events[index:]:
-                        self._record(
-                            Delivery(
-                                ae_title, lost.event_type, lost.sop_instance_uid, None, "association lost"
-                            )
-                        )
-                    break
+        self._send_on(assoc, ae_title, events, final=True)
+        if assoc.is_established:
+            self._kept[ae_title] = (assoc, time.monotonic())
+
+    def _send_on(self, assoc, ae_title: str, events: list[UpsEvent], *, final: bool) -> int:
+        """Send ``events`` in order on ``assoc``; how many were answered. A report left without an answer
+        is recorded as lost when ``final``; otherwise the caller sends it (and the rest) again."""
+        for index, event in enumerate(events):
+            status = None
+            if assoc.is_established:
                 status, _ = assoc.send_n_event_report(
                     event.info,
                     event.event_type,
@@ -194,9 +234,23 @@ class EventSender:
                     event.sop_instance_uid,
                     meta_uid=UnifiedProcedureStepEvent,
                 )
-                code = int(status.Status) if status is not None and "Status" in status else None
-                problem = "" if code is not None else "no response (timeout or abort)"
-                self._record(Delivery(ae_title, event.event_type, event.sop_instance_uid, code, problem))
-        finally:
-            if assoc.is_established:
-                assoc.release()
+            code = int(status.Status) if status is not None and "Status" in status else None
+            if code is None and not final:
+                return index
+            if code is None and not assoc.is_established:
+                for lost in events[index:]:
+                    self._record(
+                        Delivery(ae_title, lost.event_type, lost.sop_instance_uid, None, "association lost")
+                    )
+                return index
+            problem = "" if code is not None else "no response (timeout or abort)"
+            self._record(Delivery(ae_title, event.event_type, event.sop_instance_uid, code, problem))
+        return len(events)
+
+
+def _release_quietly(assoc) -> None:
+    try:
+        if assoc.is_established:
+            assoc.release()
+    except Exception as error:  # a subscriber gone away: nothing left to release
+        LOG.debug("releasing an event association: %s", error)
