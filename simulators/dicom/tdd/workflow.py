@@ -9,7 +9,9 @@ One pass (:meth:`Device.run_once`):
 4. RO-60 claim: a new Transaction UID, journaled *before* the N-ACTION; a 0xC302 means another device
    won. Then subscribe (Watch) to hear a Cancel Requested for this workitem.
 5. RO-61 C-MOVE of the RT Beams Delivery Instruction -> beam tasks.
-6. RO-62 progress N-SETs (0 %, per beam with the beam number in progress, 100 %) around the delivery.
+6. RO-62 progress N-SETs: each beam's start with its beam number in progress (the first at 0 %), every
+   ``progress_step_percent``, and 100 % once the record is journaled (one N-SET per step: the start is
+   not reported twice, as "0 %" and "0 %, beam 1", nor the end, as "100 %, beam N" and "100 %").
 7. RO-63 C-STORE of the record to the OST (journaled first; kept and re-sent until acknowledged; the
    UPS stays IN PROGRESS meanwhile so that the Output Information is true when sent).
 8. RO-64 final N-SET (Output Information Sequence, or the cancellation reason) and RO-65 N-ACTION.
@@ -457,9 +459,9 @@ class Device:
         entry.phase = Phase.DELIVERING
         self.journal.save_claim(entry)
         self.checkpoint("delivering", ups)
-        self._progress(entry, 0.0, None, "ready: no beam delivered yet")
-
+        # RO-62 starts with the first beam's own report (0 %, beam N in progress) from the delivery
         if token.requested:  # cancel requested before the first beam: nothing to deliver
+            self._progress(entry, 0.0, None, "ready: no beam delivered yet")
             return self._cancel_before_beam(entry, item, token)
 
         request = SessionRequest(
@@ -528,14 +530,14 @@ class Device:
         shutdown_watch = _ShutdownWatch(self._stop_event, token)
         shutdown_watch.start()
         try:
-            return self.deliver(request, token, reporter.on_progress)
+            outcome = self.deliver(request, token, reporter.on_progress)
         except PlanReadError as exc:
-            return _Refusal(f"UPS {entry.ups_uid}: {exc}", msg.REASON_OBJECTS_INCORRECTLY_FORMATTED)
+            outcome = _Refusal(f"UPS {entry.ups_uid}: {exc}", msg.REASON_OBJECTS_INCORRECTLY_FORMATTED)
         except RtsimError as exc:
-            return _Refusal(f"UPS {entry.ups_uid}: {exc}", msg.REASON_RESOURCE_INADEQUATE)
+            outcome = _Refusal(f"UPS {entry.ups_uid}: {exc}", msg.REASON_RESOURCE_INADEQUATE)
         except Exception as exc:
             LOG.debug("delivery failed", exc_info=True)
-            return _Refusal(
+            outcome = _Refusal(
                 f"UPS {entry.ups_uid}: delivery failed inside the device ({type(exc).__name__}: {exc})",
                 msg.REASON_EQUIPMENT_FAILURE,
             )
@@ -545,6 +547,11 @@ class Device:
             entry.progress_percent = reporter.last_percent
             entry.beam_in_progress = reporter.last_beam
             self._delivery_progress_seen = reporter.calls > 0
+        if not self._delivery_progress_seen:
+            # no beam reported its start (refused, or a deliverer without progress): RO-62 still tells the
+            # TMS where the step stands, at 0 %, before any per-beam report or the final update
+            self._progress(entry, 0.0, None, "no beam started")
+        return outcome
 
     def _cancel_before_beam(self, entry: ClaimEntry, item: msg.Workitem, token: StopToken) -> WorkitemOutcome:
         reason = token.reason or "stopped before the first beam"
@@ -892,7 +899,11 @@ class _Refusal(Exception):  # noqa: N818 (a value as much as an error)
 
 
 class _ProgressReporter:
-    """Receives progress on the simulation thread; sends RO-62 N-SETs from its own thread."""
+    """Receives progress on the simulation thread; sends RO-62 N-SETs from its own thread.
+
+    A report goes out when a beam starts (with its number) or progress advanced ``progress_step_percent``
+    since the last one, never for the end of the last beam: the device reports 100 % itself.
+    """
 
     def __init__(self, device: Device, entry: ClaimEntry) -> None:
         self.device = device
@@ -916,7 +927,9 @@ class _ProgressReporter:
             self.last_percent = percent
             new_beam = progress.beam_number != self.last_beam
             stepped = self.step > 0 and percent - self.last_sent_percent >= self.step
-            if new_beam or stepped:
+            # the end (100 %) is reported by the device once the record is kept, not by the last beam
+            ending = percent >= 100.0 and not new_beam
+            if (new_beam or stepped) and not ending:
                 self.last_beam = progress.beam_number
                 self.last_sent_percent = percent
                 description = (

@@ -181,6 +181,9 @@ def test_treatment_with_the_ihe_ro_tdw_ii_objects_completes(peers, tmp_path):
     assert beams_in_progress(tms, ups)[0] == 1
     first_progress = tms.of_kind("N-SET")[0].dataset
     assert first_progress.UnifiedProcedureStepPerformedProcedureSequence[0].OutputInformationSequence == []
+    # one RO-62 per step: the start (0 %, beam 1) and the end (100 %), then RO-64 (also 100 %)
+    assert values == [0.0, 100.0, 100.0]
+    assert beams_in_progress(tms, ups) == [1]
     # RO-63: the record at the OST (where the plan came from), sent with file meta
     assert list(ost.stored) == [outcome.record_uid]
     assert "TransferSyntaxUID" in ost.stored[outcome.record_uid].file_meta
