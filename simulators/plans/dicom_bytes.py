@@ -18,9 +18,13 @@ caller reads the file with pydicom instead.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import struct
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.datadict import dictionary_VR
@@ -56,6 +60,18 @@ class DicomBytesError(ValueError):
 
 class RawItem(dict[int, "bytes | list[RawItem]"]):
     """One still-encoded sequence item: tag -> value bytes, or the list of items of a nested sequence."""
+
+
+class ParsedSequence(bytes):
+    """The encoded value of a lazy sequence that had to be parsed to find its end (undefined length),
+    carrying its parsed items so that :func:`parse_items` does not parse it twice."""
+
+    def __new__(cls, value: bytes, items: list[RawItem]) -> ParsedSequence:
+        encoded = super().__new__(cls, value)
+        encoded.items = items
+        return encoded
+
+    items: list[RawItem]
 
 
 @lru_cache(maxsize=4096)
@@ -103,11 +119,14 @@ def _is_sequence(tag: int, vr: bytes | None, length: int) -> bool:
     return _is_sequence_tag(tag) or length == _UNDEFINED
 
 
-def _walk_items(
-    buf: bytes, pos: int, end: int | None, implicit: bool
-) -> tuple[list[tuple[int, int, bool]], int]:
-    """The items of a sequence value starting at ``pos``: ``[(start, stop, undefined length)]`` and the
-    offset after the sequence (``end`` for a defined length, after the delimiter otherwise)."""
+ItemReader = Callable[[bytes, int, "int | None", bool], tuple[Any, int]]
+
+
+def _read_items(
+    buf: bytes, pos: int, end: int | None, implicit: bool, read_item: ItemReader
+) -> tuple[list, int]:
+    """The items of a sequence value from ``pos``, each made by ``read_item``, and the offset after the
+    sequence (``end`` for a defined length; ``end`` None: after its Sequence Delimitation Item)."""
     items = []
     limit = len(buf) if end is None else end
     while pos < limit:
@@ -117,82 +136,65 @@ def _walk_items(
         if tag != _ITEM:
             raise DicomBytesError(f"byte {pos}: expected a sequence item, found {_tag_text(tag)}")
         if length == _UNDEFINED:
-            stop, pos = _walk_dataset(buf, start, None, implicit)
-            items.append((start, stop, True))
+            item, pos = read_item(buf, start, None, implicit)
         else:
-            if start + length > limit:
-                raise DicomBytesError(f"byte {pos}: an item of {length} bytes runs past its sequence")
-            items.append((start, start + length, False))
             pos = start + length
+            if pos > limit:
+                raise DicomBytesError(f"byte {start - 8}: an item of {length} bytes runs past its sequence")
+            item, _ = read_item(buf, start, pos, implicit)
+        items.append(item)
     if end is None:
         raise DicomBytesError("a sequence of undefined length has no Sequence Delimitation Item")
     return items, pos
 
 
-def _walk_dataset(buf: bytes, pos: int, end: int | None, implicit: bool) -> tuple[int, int]:
-    """Skip the elements of a dataset; returns (end of its elements, offset after any Item Delimiter)."""
+def _read_raw_item(buf: bytes, pos: int, end: int | None, implicit: bool) -> tuple[RawItem, int]:
+    """One item as a :class:`RawItem` and the offset after it (``end`` None: after its Item Delimiter)."""
+    item = RawItem()
     limit = len(buf) if end is None else end
     while pos < limit:
         tag, vr, length, start = _header(buf, pos, implicit)
-        if tag == _ITEM_END:
-            if end is not None:
-                raise DicomBytesError(f"byte {pos}: an Item Delimitation Item inside a defined-length item")
-            return pos, start
         if length == _UNDEFINED:
+            if tag == _ITEM_END and end is None:
+                return item, start
             if not _is_sequence(tag, vr, length):
                 raise DicomBytesError(f"byte {pos}: {_tag_text(tag)} has an undefined length")
-            _, pos = _walk_items(buf, start, None, implicit)
+            item[tag], pos = _read_items(buf, start, None, implicit, _read_raw_item)
+            continue
+        if tag == _ITEM_END and end is None:
+            return item, start
+        pos = start + length
+        if pos > limit:
+            raise _overrun(tag, start, length)
+        if _is_sequence(tag, vr, length):
+            item[tag], _ = _read_items(buf, start, pos, implicit, _read_raw_item)
         else:
-            pos = start + length
-            if pos > limit:
-                raise _overrun(tag, start, length)
+            item[tag] = buf[start:pos]
     if end is None:
         raise DicomBytesError("an item of undefined length has no Item Delimitation Item")
-    return pos, pos
+    return item, pos
 
 
 def parse_items(value: bytes, implicit: bool) -> list[RawItem]:
     """The items of a still-encoded sequence value (little endian), nested sequences parsed too."""
-    spans, _ = _walk_items(value, 0, len(value), implicit)
-    return [_raw_item(value, start, stop, implicit) for start, stop, _ in spans]
+    if isinstance(value, ParsedSequence):
+        return value.items
+    items, _ = _read_items(value, 0, len(value), implicit, _read_raw_item)
+    return items
 
 
 def complete_items(value: bytes, implicit: bool) -> list[RawItem]:
     """The items of a damaged sequence value up to the first one that cannot be read (for messages)."""
     items: list[RawItem] = []
-    pos = 0
-    while pos + 8 <= len(value):
-        try:
-            tag, _, length, start = _header(value, pos, True)
-            if tag != _ITEM:
-                break
-            if length == _UNDEFINED:
-                stop, after = _walk_dataset(value, start, None, implicit)
-            else:
-                stop = after = start + length
-                if stop > len(value):
-                    break
-            items.append(_raw_item(value, start, stop, implicit))
-        except DicomBytesError:
-            break
-        pos = after
+
+    def keep(buf: bytes, pos: int, end: int | None, implicit: bool) -> tuple[RawItem, int]:
+        item, after = _read_raw_item(buf, pos, end, implicit)
+        items.append(item)
+        return item, after
+
+    with contextlib.suppress(DicomBytesError):
+        _read_items(value, 0, len(value), implicit, keep)
     return items
-
-
-def _raw_item(buf: bytes, pos: int, stop: int, implicit: bool) -> RawItem:
-    item = RawItem()
-    while pos < stop:
-        tag, vr, length, start = _header(buf, pos, implicit)
-        undefined = length == _UNDEFINED
-        if not undefined and start + length > stop:
-            raise _overrun(tag, start, length)
-        if undefined or _is_sequence(tag, vr, length):
-            spans, pos = _walk_items(buf, start, None if undefined else start + length, implicit)
-            item[tag] = [_raw_item(buf, a, b, implicit) for a, b, _ in spans]
-        else:
-            pos = start + length
-            item[tag] = buf[start:pos]
-    return item
 
 
 def read_part10(path: str | Path) -> FileDataset | None:
@@ -216,53 +218,62 @@ def read_part10(path: str | Path) -> FileDataset | None:
     if syntax not in (ImplicitVRLittleEndian, ExplicitVRLittleEndian):
         return None
     implicit = syntax == ImplicitVRLittleEndian
-    dataset = Dataset(_dataset_elements(buf, pos, len(buf), implicit, default_encoding))
+    elements, _ = _dataset_elements(buf, pos, len(buf), implicit, default_encoding)
+    dataset = Dataset(elements)
     ds = FileDataset(str(path), dataset, buf[:_PREAMBLE_BYTES], meta, implicit, True)
     ds.set_original_encoding(implicit, True, dataset._character_set)
     return ds
 
 
 def _dataset_elements(
-    buf: bytes, pos: int, end: int, implicit: bool, encoding: str | list[str]
-) -> dict[BaseTag, DataElement | RawDataElement]:
-    """The elements from ``pos`` to ``end``, sequences as Datasets (lazy ones as one raw element)."""
+    buf: bytes, pos: int, end: int | None, implicit: bool, encoding: str | list[str]
+) -> tuple[dict[BaseTag, DataElement | RawDataElement], int]:
+    """The elements from ``pos`` to ``end`` (None: to an Item Delimitation Item) and the offset after them.
+
+    Sequences become lists of Datasets, except the lazy ones (one raw ``SQ`` element each).
+    """
     elements: dict[BaseTag, DataElement | RawDataElement] = {}
-    while pos < end:
+    limit = len(buf) if end is None else end
+    while pos < limit:
         tag, vr, length, start = _header(buf, pos, implicit)
+        if tag == _ITEM_END and end is None:
+            return elements, start
         key = BaseTag(tag)
-        vr_text = vr.decode() if vr else None
-        if length == _UNDEFINED or _is_sequence(tag, vr, length):
-            undefined = length == _UNDEFINED
-            if not undefined and start + length > end:
-                raise _overrun(tag, start, length)
-            spans, after = _walk_items(buf, start, None if undefined else start + length, implicit)
+        undefined = length == _UNDEFINED
+        if not undefined and start + length > limit:
+            raise _overrun(tag, start, length)
+        if undefined or _is_sequence(tag, vr, length):
+            stop = None if undefined else start + length
             if tag in LAZY_SEQUENCE_TAGS:  # one raw SQ element: its items, without the delimiter
-                value = buf[start : after - 8 if undefined else after]
+                if undefined:
+                    items, pos = _read_items(buf, start, None, implicit, _read_raw_item)
+                    value: bytes = ParsedSequence(buf[start : pos - 8], items)
+                else:
+                    pos = start + length
+                    value = buf[start:pos]
                 elements[key] = RawDataElement(key, "SQ", len(value), value, start, implicit, True)
             else:
-                items = [_item_dataset(buf, span, implicit, encoding) for span in spans]
+                read_item = functools.partial(_read_item_dataset, encoding=encoding)
+                items, pos = _read_items(buf, start, stop, implicit, read_item)
                 elements[key] = DataElement(key, "SQ", items, is_undefined_length=undefined)
-            pos = after
             continue
         pos = start + length
-        if pos > end:
-            raise _overrun(tag, start, length)
-        elements[key] = RawDataElement(key, vr_text, length, buf[start:pos], start, implicit, True)
+        elements[key] = RawDataElement(
+            key, vr.decode() if vr else None, length, buf[start:pos], start, implicit, True
+        )
         if tag == _SPECIFIC_CHARACTER_SET:
-            encoding = convert_encodings(
-                [
-                    part.strip()
-                    for part in buf[start:pos].decode("ascii", "replace").strip("\x00 ").split("\\")
-                ]
-            )
-    return elements
+            text = buf[start:pos].decode("ascii", "replace").strip("\x00 ")
+            encoding = convert_encodings([part.strip() for part in text.split("\\")])
+    if end is None:
+        raise DicomBytesError("an item of undefined length has no Item Delimitation Item")
+    return elements, pos
 
 
-def _item_dataset(
-    buf: bytes, span: tuple[int, int, bool], implicit: bool, encoding: str | list[str]
-) -> Dataset:
-    start, stop, undefined = span
-    item = Dataset(_dataset_elements(buf, start, stop, implicit, encoding), parent_encoding=encoding)
+def _read_item_dataset(
+    buf: bytes, pos: int, end: int | None, implicit: bool, *, encoding: str | list[str]
+) -> tuple[Dataset, int]:
+    elements, after = _dataset_elements(buf, pos, end, implicit, encoding)
+    item = Dataset(elements, parent_encoding=encoding)
     item.set_original_encoding(implicit, True, item._character_set)
-    item.is_undefined_length_sequence_item = undefined
-    return item
+    item.is_undefined_length_sequence_item = end is None
+    return item, after
