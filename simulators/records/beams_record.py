@@ -586,7 +586,9 @@ def _control_point_items(
                 f"[0, {session_span:g}] (results must be cumulative for the beam in this session)"
             )
         beam_rows.append(rows[dcp.plan_cp_index])
-    positions = _device_positions(beam, unit.control_points, beam_rows)
+    points = unit.control_points
+    positions = _device_positions(beam, points, beam_rows)
+    scalars = _scalar_texts(beam, points, beam_rows)
     previous: dict[str, object] = {}
     return [
         _control_point_item(
@@ -594,13 +596,52 @@ def _control_point_items(
             row,
             dcp,
             {device: texts[number] for device, texts in positions.items()},
+            scalars[number],
             bounds,
             session_start,
             previous,
             first=number == 0,
         )
-        for number, (dcp, row) in enumerate(zip(unit.control_points, beam_rows, strict=True))
+        for number, (dcp, row) in enumerate(zip(points, beam_rows, strict=True))
     ]
+
+
+# The decimal-string attributes of a control point item, formatted for all control points at once:
+# (keyword, DeliveredControlPoint field or result position key, decimals, wrapped to [0, 360) degrees).
+_SCALAR_COLUMNS = (
+    ("DoseRateSet", "dose_rate_set_per_min", RATE_DECIMALS, False),
+    ("DoseRateDelivered", "dose_rate_delivered_per_min", RATE_DECIMALS, False),
+    ("GantryAngle", "gantry_deg", POSITION_DECIMALS, True),
+    ("BeamLimitingDeviceAngle", "collimator_deg", POSITION_DECIMALS, True),
+    ("PatientSupportAngle", "couch_deg", POSITION_DECIMALS, True),
+    ("TableTopVerticalPosition", "table_top_vertical_mm", POSITION_DECIMALS, False),
+    ("TableTopLongitudinalPosition", "table_top_longitudinal_mm", POSITION_DECIMALS, False),
+    ("TableTopLateralPosition", "table_top_lateral_mm", POSITION_DECIMALS, False),
+)
+
+
+def _scalar_texts(
+    beam: LinacBeam, control_points: Sequence[DeliveredControlPoint], beam_rows: Sequence[int]
+) -> list[dict[str, str | None]]:
+    """Per recorded control point, the DS text of each ``_SCALAR_COLUMNS`` value (None: not finite)."""
+    texts: list[dict[str, str | None]] = [{} for _ in control_points]
+    for keyword, key, decimals, is_angle in _SCALAR_COLUMNS:
+        if key.startswith("dose_rate"):
+            values = [getattr(dcp, key) for dcp in control_points]
+        else:
+            planned = getattr(beam, key)
+            pairs = zip(control_points, beam_rows, strict=True)
+            actual = (_actual(dcp, key, planned, row) for dcp, row in pairs)
+            values = [math.nan if value is None else np.ravel(value)[0] for value in actual]
+        column = np.array(values, dtype=float)
+        if is_angle:
+            column = np.mod(column, 360.0)
+            column[np.round(column, decimals) >= 360.0] = 0.0
+        finite = np.isfinite(column)
+        column_texts = ds_rows(np.where(finite, column, 0.0)[:, None], decimals)
+        for text, point, ok in zip(column_texts, texts, finite.tolist(), strict=True):
+            point[keyword] = text if ok else None
+    return texts
 
 
 def _device_positions(
@@ -655,21 +696,12 @@ _CP_KEYS = {
         "TableTopLateralPosition",
     )
 }
-_ANGLE_AXES = (  # (result key, angle keyword, direction keyword, LinacBeam direction attribute)
-    ("gantry_deg", "GantryAngle", "GantryRotationDirection", "gantry_direction"),
-    (
-        "collimator_deg",
-        "BeamLimitingDeviceAngle",
-        "BeamLimitingDeviceRotationDirection",
-        "collimator_direction",
-    ),
-    ("couch_deg", "PatientSupportAngle", "PatientSupportRotationDirection", "couch_direction"),
+_ANGLE_AXES = (  # (angle keyword, direction keyword, LinacBeam direction attribute)
+    ("GantryAngle", "GantryRotationDirection", "gantry_direction"),
+    ("BeamLimitingDeviceAngle", "BeamLimitingDeviceRotationDirection", "collimator_direction"),
+    ("PatientSupportAngle", "PatientSupportRotationDirection", "couch_direction"),
 )
-_TABLE_AXES = (
-    ("table_top_vertical_mm", "TableTopVerticalPosition"),
-    ("table_top_longitudinal_mm", "TableTopLongitudinalPosition"),
-    ("table_top_lateral_mm", "TableTopLateralPosition"),
-)
+_TABLE_KEYWORDS = ("TableTopVerticalPosition", "TableTopLongitudinalPosition", "TableTopLateralPosition")
 
 
 def _encoded(keyword: str, text: str | None) -> tuple[int, bytes]:
@@ -683,6 +715,7 @@ def _control_point_item(
     row: int,
     dcp: DeliveredControlPoint,
     device_positions: Mapping[str, str],
+    scalars: Mapping[str, str | None],
     bounds: _Bounds,
     session_start: datetime,
     previous: dict[str, object],
@@ -709,8 +742,8 @@ def _control_point_item(
     delivered = max(bounds.start, min(specified, bounds.end, bounds.start + dcp.delivered_meterset))
     add("SpecifiedMeterset", format_ds(specified, METERSET_DECIMALS))
     add("DeliveredMeterset", format_ds(delivered, METERSET_DECIMALS))
-    add("DoseRateSet", _ds_or_empty(dcp.dose_rate_set_per_min, RATE_DECIMALS))
-    add("DoseRateDelivered", _ds_or_empty(dcp.dose_rate_delivered_per_min, RATE_DECIMALS))
+    add("DoseRateSet", scalars["DoseRateSet"])
+    add("DoseRateDelivered", scalars["DoseRateDelivered"])
     put("NominalBeamEnergy", format_ds(beam.nominal_energy_mev, POSITION_DECIMALS))
     if first:
         add("NominalBeamEnergyUnit", "MV" if beam.radiation_type == "PHOTON" else "MEV")
@@ -738,15 +771,13 @@ def _control_point_item(
     if devices:
         sequence = keys["BeamLimitingDevicePositionSequence"]
         elements.append((sequence.tag, sequence.sequence(devices)))
-    for key, angle_kw, direction_kw, directions_attribute in _ANGLE_AXES:
-        angle = float(np.asarray(_actual(dcp, key, getattr(beam, key), row), dtype=float).reshape(-1)[0])
-        put(angle_kw, format_ds(_angle_0_360(angle), POSITION_DECIMALS))
+    for angle_kw, direction_kw, directions_attribute in _ANGLE_AXES:
+        put(angle_kw, scalars[angle_kw])
         put(direction_kw, getattr(beam, directions_attribute)[row] or "NONE")
     put("TableTopEccentricAngle", "0")
     put("TableTopEccentricRotationDirection", "NONE")
-    for key, keyword in _TABLE_AXES:
-        value = float(np.asarray(_actual(dcp, key, getattr(beam, key), row), dtype=float).reshape(-1)[0])
-        put(keyword, format_ds(value, POSITION_DECIMALS) if math.isfinite(value) else None)
+    for keyword in _TABLE_KEYWORDS:
+        put(keyword, scalars[keyword])
     return encode_item(elements)
 
 
@@ -757,12 +788,3 @@ def _actual(dcp: DeliveredControlPoint, key: str, planned: np.ndarray | None, ro
     if planned is None:
         return None
     return np.asarray(planned[row], dtype=float)
-
-
-def _angle_0_360(angle_deg: float) -> float:
-    wrapped = angle_deg % 360.0
-    return 0.0 if round(wrapped, POSITION_DECIMALS) >= 360.0 else wrapped
-
-
-def _ds_or_empty(value: float, decimals: int) -> str | None:
-    return format_ds(value, decimals) if math.isfinite(value) else None
