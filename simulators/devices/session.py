@@ -18,6 +18,7 @@ from pydicom import Dataset
 from machine_models.schema import MachineModel
 from simulators.core.bus import EventBus
 from simulators.core.engine import DeliveryEngine
+from simulators.core.gc_pause import gc_paused
 from simulators.core.program import DeliveryProgram
 from simulators.core.results import DeliveryResult, TerminationStatus
 from simulators.devices.base import DeviceDriver, driver_for
@@ -104,13 +105,14 @@ class DeliverySession:
     def prepare(self) -> tuple[Any, list[str]]:
         """Read and check the plan; return it with every refusal reason (empty when deliverable)."""
         request = self.request
-        plan = self.driver.read_plan(request.plan_dataset, request.source)
-        reasons = self.driver.check_plan(
-            plan,
-            request.machine,
-            answers_to=self.treatment_machine_name,
-            require_approved=request.require_approved,
-        )
+        with gc_paused():  # a burst of small objects (one per control point): see gc_pause
+            plan = self.driver.read_plan(request.plan_dataset, request.source)
+            reasons = self.driver.check_plan(
+                plan,
+                request.machine,
+                answers_to=self.treatment_machine_name,
+                require_approved=request.require_approved,
+            )
         if request.beam_tasks:
             reasons += self.driver.check_tasks(plan, request.beam_tasks)
         return plan, reasons
@@ -141,18 +143,23 @@ class DeliverySession:
         result = engine.run()
         record = None
         if any(unit.delivered for unit in result.units):
-            record = self.driver.build_record(
-                plan,
-                result,
-                request.machine,
-                treatment_machine_name=self.treatment_machine_name,
-                tasks=request.beam_tasks,
-                operator_name=request.operator_name,
-                referenced_record_uids=request.referenced_record_uids,
-                program=program,
-                plan_dataset=request.plan_dataset,
-            )
+            with gc_paused():
+                record = self._build_record(plan, result, program)
         return SessionOutcome(result=result, record=record, plan=plan, program=program)
+
+    def _build_record(self, plan: Any, result: DeliveryResult, program: Any) -> Dataset:
+        request = self.request
+        return self.driver.build_record(
+            plan,
+            result,
+            request.machine,
+            treatment_machine_name=self.treatment_machine_name,
+            tasks=request.beam_tasks,
+            operator_name=request.operator_name,
+            referenced_record_uids=request.referenced_record_uids,
+            program=program,
+            plan_dataset=request.plan_dataset,
+        )
 
     def _send(self, command: Callable[[DeliveryEngine], None]) -> None:
         with self._lock:

@@ -14,7 +14,6 @@ point; ``MU(CP) = Beam Meterset x CMW(CP) / Final Cumulative Meterset Weight``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import logging
 import math
@@ -32,6 +31,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
+from simulators.core.gc_pause import gc_paused
 from simulators.errors import PlanReadError, PlanRefusedError
 from simulators.plans.dicom_bytes import (
     CONTROL_POINT_SEQUENCE_TAG,
@@ -115,7 +115,7 @@ def read_dataset_file(path: str | Path) -> Dataset:
         raise PlanReadError(f"{source}: no such file")
     if path.stat().st_size == 0:
         raise PlanReadError(f"{source}: the file is empty, not a DICOM RT Plan")
-    with lenient_reading(), warnings.catch_warnings():
+    with lenient_reading(), warnings.catch_warnings(), gc_paused():
         warnings.simplefilter("ignore")  # pydicom warns about garbage before we refuse it with a message
         try:
             ds = read_part10(path)  # the fast walk of a plain little-endian Part 10 file
@@ -295,20 +295,18 @@ class _Where:
         return PlanReadError(f"{self.text()}: {what}{problem}")
 
 
-@functools.lru_cache(maxsize=512)
+_TAGS: dict[str, int] = {}
+
+
 def _tag(keyword: str) -> int:
-    tag = tag_for_keyword(keyword)
+    """The tag of ``keyword`` (a dict lookup once known: the control-point loop asks ~20 000 times)."""
+    tag = _TAGS.get(keyword)
     if tag is None:
-        raise KeyError(keyword)
-    return int(tag)
-
-
-def _items(item: Dataset | RawItem, keyword: str) -> list:
-    """The items of sequence ``keyword`` (empty when absent), from a Dataset or a still-encoded item."""
-    if isinstance(item, RawItem):
-        value = item.get(_tag(keyword))
-        return value if isinstance(value, list) else []
-    return list(item.get(keyword) or [])
+        found = tag_for_keyword(keyword)
+        if found is None:
+            raise KeyError(keyword)
+        tag = _TAGS[keyword] = int(found)
+    return tag
 
 
 def _raw_value(item: Dataset | RawItem, keyword: str) -> object | None:
@@ -333,6 +331,14 @@ def _get_str(item: Dataset | RawItem, keyword: str, default: str = "") -> str:
 
 
 def _get_float(item: Dataset | RawItem, keyword: str, where: _Where) -> float | None:
+    if type(item) is RawItem:  # the control-point fast path: absent is the common case after point 0
+        value = item.get(_tag(keyword))
+        if type(value) is not bytes:
+            return None
+        numbers = _encoded_numbers(value, keyword, where, single=True)
+        if numbers is not None and len(numbers) != 1:
+            raise where.error(keyword, f"expected one value, found {len(numbers)}")
+        return None if numbers is None else numbers[0]
     numbers = _raw_ds_numbers(item, keyword, where, single=True)
     if numbers is not None:
         if len(numbers) != 1:
@@ -371,9 +377,9 @@ def _raw_ds_numbers(
     None when the element is absent, empty, or already decoded (then the normal path reads it).
     """
     tag = _tag(keyword)
-    if isinstance(item, RawItem):
+    if type(item) is RawItem:
         value = item.get(tag)
-        if not isinstance(value, bytes):
+        if type(value) is not bytes:
             return None
     else:
         if tag not in item:
@@ -384,15 +390,20 @@ def _raw_ds_numbers(
         if element.VR is None and dictionary_VR(tag) != "DS":
             return None
         value = element.value
-    if not value.strip(b" \x00"):
-        return None
+    return _encoded_numbers(value, keyword, where, single=single)
+
+
+def _encoded_numbers(value: bytes, keyword: str, where: _Where, *, single: bool) -> list[float] | None:
+    """The numbers of an encoded DS/IS value (None when blank); an error naming ``keyword`` if not numbers."""
     try:
-        numbers = [float(part) for part in value.split(b"\\")]
+        numbers = list(map(float, value.split(b"\\")))
     except ValueError:
+        if not value.strip(b" \x00"):
+            return None
         text = value.decode("ascii", errors="replace").strip(" \x00")[:80]
         problem = f"not a number: {text!r}" if single else f"not numbers: {text.split(chr(92))!r}"
         raise where.error(keyword, problem) from None
-    if not all(math.isfinite(n) for n in numbers):
+    if not all(map(math.isfinite, numbers)):
         problem = (
             f"not a finite number: {numbers[0]!r}"
             if single
@@ -762,109 +773,77 @@ def _read_control_points(
     wedges: tuple[WedgeSpec, ...],
     where: _Where,
 ) -> _ControlPoints:
-    n = len(cp_items)
-    indices = np.zeros(n, dtype=int)
-    cmw = np.zeros(n)
-    scalars = {keyword: np.full(n, fill) for keyword, _, fill in _SCALARS}
-    directions: dict[str, list[str]] = {keyword: [] for keyword, _ in _DIRECTIONS}
-    devices = {device: np.zeros((n, 2 * pairs)) for device, pairs in pair_counts.items()}
-    wedge_numbers = [w.number for w in wedges]
-    wedge_in = np.zeros((n, len(wedges)), dtype=bool)
+    """Read the control points column by column (one attribute across all points), carrying forward.
 
-    current_scalar = {keyword: fill for keyword, _, fill in _SCALARS}
-    current_direction = dict.fromkeys(directions, "NONE")
-    current_device: dict[str, np.ndarray] = {}
-    current_wedge: dict[int, bool] = {}
+    Works on still-encoded items (:class:`RawItem`, the fast path); Datasets are converted first.
+    """
+    items = [item if type(item) is RawItem else _as_raw_item(item) for item in cp_items]
+    n = len(items)
 
-    for i, cp in enumerate(cp_items):
-        here = where.at_cp(i)
-        index = _get_int(cp, "ControlPointIndex", here)
-        indices[i] = i if index is None else index
+    def column(keyword: str) -> list[object]:
+        tag = _tag(keyword)
+        return [item.get(tag) for item in items]
 
-        weight = _get_float(cp, "CumulativeMetersetWeight", here)
-        if weight is None:
-            raise here.error("CumulativeMetersetWeight", "missing")
-        if weight < 0:
-            raise here.error("CumulativeMetersetWeight", f"negative ({weight})")
-        if i > 0 and weight < cmw[i - 1]:
-            raise here.error(
-                "CumulativeMetersetWeight",
-                f"decreases from {cmw[i - 1]:g} at control point {i - 1} to {weight:g}",
-            )
-        cmw[i] = weight
+    given = _cp_numbers(column("ControlPointIndex"), "ControlPointIndex", where)
+    indices = np.arange(n)
+    for i, value in given.items():
+        if value != int(value):
+            raise where.at_cp(i).error("ControlPointIndex", f"not an integer: {value!r}")
+        indices[i] = int(value)
 
-        for keyword, required, _ in _SCALARS:
-            value = _get_float(cp, keyword, here)
-            if value is not None:
-                current_scalar[keyword] = value
-            elif i == 0 and required:
-                raise here.error(keyword, "missing at the first control point (PS3.3 C.8.8.14.5)")
-            scalars[keyword][i] = current_scalar[keyword]
+    weights = _cp_numbers(column("CumulativeMetersetWeight"), "CumulativeMetersetWeight", where)
+    if len(weights) != n:
+        first_missing = next(i for i in range(n) if i not in weights)
+        raise where.at_cp(first_missing).error("CumulativeMetersetWeight", "missing")
+    cmw = np.fromiter(weights.values(), dtype=float, count=n)
+    negative = np.flatnonzero(cmw < 0)
+    if negative.size:
+        i = int(negative[0])
+        raise where.at_cp(i).error("CumulativeMetersetWeight", f"negative ({cmw[i]:g})")
+    decreasing = np.flatnonzero(np.diff(cmw) < 0)
+    if decreasing.size:
+        i = int(decreasing[0]) + 1
+        raise where.at_cp(i).error(
+            "CumulativeMetersetWeight",
+            f"decreases from {cmw[i - 1]:g} at control point {i - 1} to {cmw[i]:g}",
+        )
 
-        for keyword, _angle in _DIRECTIONS:
-            value = _get_str(cp, keyword).upper()
-            if value:
-                if value not in ROTATION_DIRECTIONS:
-                    raise here.error(keyword, f"{value!r} is not CW, CC or NONE")
-                current_direction[keyword] = value
-            directions[keyword].append(current_direction[keyword])
+    scalars = {}
+    for keyword, required, fill in _SCALARS:
+        found = _cp_numbers(column(keyword), keyword, where)
+        if required and 0 not in found:
+            raise where.at_cp(0).error(keyword, "missing at the first control point (PS3.3 C.8.8.14.5)")
+        scalars[keyword] = _carried_forward(found, n, fill)
 
-        seen: set[str] = set()
-        for pos in _items(cp, "BeamLimitingDevicePositionSequence"):
-            device = _get_str(pos, "RTBeamLimitingDeviceType").upper()
-            if device not in pair_counts:
-                raise here.error(
-                    "RTBeamLimitingDeviceType",
-                    f"positions given for {device or '(blank)'}, which the Beam Limiting Device Sequence"
-                    " (300A,00B6) does not declare",
-                )
-            if device in seen:
-                raise here.error("RTBeamLimitingDeviceType", f"positions for {device} given twice")
-            seen.add(device)
-            values = _get_floats(pos, "LeafJawPositions", here)
-            expected = 2 * pair_counts[device]
-            if values is None or len(values) != expected:
-                found = 0 if values is None else len(values)
-                raise here.error(
-                    "LeafJawPositions",
-                    f"{device} needs {expected} values ({pair_counts[device]} pairs), found {found}",
-                )
-            current_device[device] = np.asarray(values)
-        for device in pair_counts:
-            if device not in current_device:
-                raise here.error(
-                    "LeafJawPositions",
-                    f"no positions for {device} at the first control point (PS3.3 C.8.8.14.5)",
-                )
-            devices[device][i] = current_device[device]
+    directions: dict[str, list[str]] = {}
+    for keyword, _angle in _DIRECTIONS:
+        current = "NONE"
+        carried = []
+        for i, value in enumerate(column(keyword)):
+            text = _text(value).upper()
+            if text:
+                if text not in ROTATION_DIRECTIONS:
+                    raise where.at_cp(i).error(keyword, f"{text!r} is not CW, CC or NONE")
+                current = text
+            carried.append(current)
+        directions[keyword] = carried
 
-        for pos in _items(cp, "WedgePositionSequence"):
-            ref = _get_int(pos, "ReferencedWedgeNumber", here)
-            if ref not in wedge_numbers:
-                raise here.error(
-                    "ReferencedWedgeNumber", f"wedge {ref} is not in the Wedge Sequence (300A,00D1)"
-                )
-            state = _get_str(pos, "WedgePosition").upper()
-            if state not in ("IN", "OUT"):
-                raise here.error("WedgePosition", f"{state or '(blank)'} for wedge {ref} is not IN or OUT")
-            current_wedge[ref] = state == "IN"
-        for column, number in enumerate(wedge_numbers):
-            if number not in current_wedge:
-                raise here.error(
-                    "WedgePosition", f"no position for wedge {number} at the first control point"
-                )
-            wedge_in[i, column] = current_wedge[number]
+    positions = _cp_device_positions(items, pair_counts, where)
+    devices = {device: np.array(rows, dtype=float).reshape(n, -1) for device, rows in positions.items()}
+    wedge_in = _cp_wedges(items, wedges, where)
 
     for keyword, angle_keyword in _DIRECTIONS:
         angles = scalars[angle_keyword]
-        for i in range(n - 1):
-            turn_deg = (angles[i + 1] - angles[i] + 180.0) % 360.0 - 180.0  # 0 -> 360 is no turn
-            if directions[keyword][i] == "NONE" and abs(turn_deg) > ANGLE_TOLERANCE_DEG:
-                raise where.at_cp(i).error(
-                    keyword,
-                    f"NONE, but {attribute_name(angle_keyword)} changes from {angles[i]:g}"
-                    f" to {angles[i + 1]:g} at control point {i + 1}",
-                )
+        turn_deg = (np.diff(angles) + 180.0) % 360.0 - 180.0  # 0 -> 360 is no turn
+        still = np.array([d == "NONE" for d in directions[keyword][:-1]], dtype=bool)
+        moving = np.flatnonzero(still & (np.abs(turn_deg) > ANGLE_TOLERANCE_DEG))
+        if moving.size:
+            i = int(moving[0])
+            raise where.at_cp(i).error(
+                keyword,
+                f"NONE, but {attribute_name(angle_keyword)} changes from {angles[i]:g}"
+                f" to {angles[i + 1]:g} at control point {i + 1}",
+            )
 
     jaws = {d: a for d, a in devices.items() if d not in MLC_TYPES}
     mlc = None
@@ -880,3 +859,147 @@ def _read_control_points(
         mlc=mlc,
         wedge_in=wedge_in,
     )
+
+
+def _text(value: object) -> str:
+    """An encoded text value as str (blank and absent give "")."""
+    return value.decode("latin-1").strip(" \x00") if type(value) is bytes else ""
+
+
+def _cp_numbers(values: list[object], keyword: str, where: _Where) -> dict[int, float]:
+    """Control point index -> the one number ``keyword`` gives there (absent and blank left out)."""
+    found: dict[int, float] = {}
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        if type(value) is not bytes:
+            raise where.at_cp(i).error(keyword, "a sequence where a number belongs")
+        numbers = _encoded_numbers(value, keyword, where.at_cp(i), single=True)
+        if numbers is None:
+            continue
+        if len(numbers) != 1:
+            raise where.at_cp(i).error(keyword, f"expected one value, found {len(numbers)}")
+        found[i] = numbers[0]
+    return found
+
+
+def _carried_forward(found: dict[int, float], n: int, fill: float) -> np.ndarray:
+    """Per control point, the last value given at or before it (``fill`` before the first)."""
+    out = np.full(n, fill)
+    if found:
+        given_at = np.fromiter(found.keys(), dtype=int, count=len(found))
+        values = np.fromiter(found.values(), dtype=float, count=len(found))
+        marker = np.full(n, -1)
+        marker[given_at] = np.arange(len(found))
+        last = np.maximum.accumulate(marker)
+        out[last >= 0] = values[last[last >= 0]]
+    return out
+
+
+def _cp_device_positions(
+    items: list[RawItem], pair_counts: dict[str, int], where: _Where
+) -> dict[str, list[list[float]]]:
+    """Per beam limiting device, its positions at every control point (carried forward)."""
+    sequence_tag, type_tag = _tag("BeamLimitingDevicePositionSequence"), _tag("RTBeamLimitingDeviceType")
+    positions_tag = _tag("LeafJawPositions")
+    current: dict[str, list[float]] = {}
+    rows: dict[str, list[list[float]]] = {device: [] for device in pair_counts}
+    for i, item in enumerate(items):
+        sequence = item.get(sequence_tag)
+        if sequence:
+            here = where.at_cp(i)
+            if type(sequence) is not list:
+                raise here.error("BeamLimitingDevicePositionSequence", "not a sequence")
+            seen: set[str] = set()
+            for position in sequence:
+                device = _text(position.get(type_tag)).upper()
+                if device not in pair_counts:
+                    raise here.error(
+                        "RTBeamLimitingDeviceType",
+                        f"positions given for {device or '(blank)'}, which the Beam Limiting Device Sequence"
+                        " (300A,00B6) does not declare",
+                    )
+                if device in seen:
+                    raise here.error("RTBeamLimitingDeviceType", f"positions for {device} given twice")
+                seen.add(device)
+                value = position.get(positions_tag)
+                values = None
+                if type(value) is bytes:
+                    values = _encoded_numbers(value, "LeafJawPositions", here, single=False)
+                expected = 2 * pair_counts[device]
+                if values is None or len(values) != expected:
+                    found = 0 if values is None else len(values)
+                    raise here.error(
+                        "LeafJawPositions",
+                        f"{device} needs {expected} values ({pair_counts[device]} pairs), found {found}",
+                    )
+                current[device] = values
+        for device, device_rows in rows.items():
+            if device not in current:
+                raise where.at_cp(i).error(
+                    "LeafJawPositions",
+                    f"no positions for {device} at the first control point (PS3.3 C.8.8.14.5)",
+                )
+            device_rows.append(current[device])
+    return rows
+
+
+def _cp_wedges(items: list[RawItem], wedges: tuple[WedgeSpec, ...], where: _Where) -> np.ndarray:
+    """(n, wedges) True where the wedge is IN at the control point (carried forward)."""
+    numbers = [w.number for w in wedges]
+    wedge_in = np.zeros((len(items), len(wedges)), dtype=bool)
+    sequence_tag = _tag("WedgePositionSequence")
+    current: dict[int, bool] = {}
+    for i, item in enumerate(items):
+        sequence = item.get(sequence_tag)
+        if sequence and type(sequence) is list:
+            here = where.at_cp(i)
+            for position in sequence:
+                ref = _get_int(position, "ReferencedWedgeNumber", here)
+                if ref not in numbers:
+                    raise here.error(
+                        "ReferencedWedgeNumber", f"wedge {ref} is not in the Wedge Sequence (300A,00D1)"
+                    )
+                state = _get_str(position, "WedgePosition").upper()
+                if state not in ("IN", "OUT"):
+                    raise here.error(
+                        "WedgePosition", f"{state or '(blank)'} for wedge {ref} is not IN or OUT"
+                    )
+                current[ref] = state == "IN"
+        for column, number in enumerate(numbers):
+            if number not in current:
+                raise where.at_cp(i).error(
+                    "WedgePosition", f"no position for wedge {number} at the first control point"
+                )
+            wedge_in[i, column] = current[number]
+    return wedge_in
+
+
+def _as_raw_item(ds: Dataset) -> RawItem:
+    """A Dataset's elements as a :class:`RawItem` (values as text bytes), for the control-point reader."""
+    item = RawItem()
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        if isinstance(raw, RawDataElement) and raw.value is not None and not _is_sequence_element(raw):
+            item[int(tag)] = raw.value
+            continue
+        element = ds[tag]
+        value = element.value
+        if element.VR == "SQ":
+            item[int(tag)] = [_as_raw_item(sub) for sub in value or ()]
+        elif value is None:
+            item[int(tag)] = b""
+        elif isinstance(value, (MultiValue, list, tuple)):
+            item[int(tag)] = "\\".join(str(v) for v in value).encode("latin-1", "replace")
+        else:
+            item[int(tag)] = str(value).encode("latin-1", "replace")
+    return item
+
+
+def _is_sequence_element(raw: RawDataElement) -> bool:
+    if raw.VR is not None:
+        return raw.VR == "SQ"
+    try:
+        return dictionary_VR(raw.tag) == "SQ"
+    except KeyError:
+        return False
