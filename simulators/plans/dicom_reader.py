@@ -828,8 +828,7 @@ def _read_control_points(
             carried.append(current)
         directions[keyword] = carried
 
-    positions = _cp_device_positions(items, pair_counts, where)
-    devices = {device: np.array(rows, dtype=float).reshape(n, -1) for device, rows in positions.items()}
+    devices = _cp_device_positions(items, pair_counts, where)
     wedge_in = _cp_wedges(items, wedges, where)
 
     for keyword, angle_keyword in _DIRECTIONS:
@@ -898,50 +897,62 @@ def _carried_forward(found: dict[int, float], n: int, fill: float) -> np.ndarray
 
 def _cp_device_positions(
     items: list[RawItem], pair_counts: dict[str, int], where: _Where
-) -> dict[str, list[list[float]]]:
-    """Per beam limiting device, its positions at every control point (carried forward)."""
+) -> dict[str, np.ndarray]:
+    """Per beam limiting device, its positions at every control point, (n, 2 x pairs), carried forward.
+
+    The values a device is given at all its control points are parsed in one numpy call; only a value
+    that fails is parsed again point by point, to name its control point.
+    """
     sequence_tag, type_tag = _tag("BeamLimitingDevicePositionSequence"), _tag("RTBeamLimitingDeviceType")
     positions_tag = _tag("LeafJawPositions")
-    current: dict[str, list[float]] = {}
-    rows: dict[str, list[list[float]]] = {device: [] for device in pair_counts}
+    given: dict[str, list[tuple[int, bytes]]] = {device: [] for device in pair_counts}
     for i, item in enumerate(items):
         sequence = item.get(sequence_tag)
-        if sequence:
-            here = where.at_cp(i)
-            if type(sequence) is not list:
-                raise here.error("BeamLimitingDevicePositionSequence", "not a sequence")
-            seen: set[str] = set()
-            for position in sequence:
-                device = _text(position.get(type_tag)).upper()
-                if device not in pair_counts:
-                    raise here.error(
-                        "RTBeamLimitingDeviceType",
-                        f"positions given for {device or '(blank)'}, which the Beam Limiting Device Sequence"
-                        " (300A,00B6) does not declare",
-                    )
-                if device in seen:
-                    raise here.error("RTBeamLimitingDeviceType", f"positions for {device} given twice")
-                seen.add(device)
-                value = position.get(positions_tag)
-                values = None
-                if type(value) is bytes:
-                    values = _encoded_numbers(value, "LeafJawPositions", here, single=False)
-                expected = 2 * pair_counts[device]
-                if values is None or len(values) != expected:
-                    found = 0 if values is None else len(values)
-                    raise here.error(
-                        "LeafJawPositions",
-                        f"{device} needs {expected} values ({pair_counts[device]} pairs), found {found}",
-                    )
-                current[device] = values
-        for device, device_rows in rows.items():
-            if device not in current:
+        if not sequence:
+            continue
+        if type(sequence) is not list:
+            raise where.at_cp(i).error("BeamLimitingDevicePositionSequence", "not a sequence")
+        seen: set[str] = set()
+        for position in sequence:
+            device = _text(position.get(type_tag)).upper()
+            if device not in pair_counts:
                 raise where.at_cp(i).error(
-                    "LeafJawPositions",
-                    f"no positions for {device} at the first control point (PS3.3 C.8.8.14.5)",
+                    "RTBeamLimitingDeviceType",
+                    f"positions given for {device or '(blank)'}, which the Beam Limiting Device Sequence"
+                    " (300A,00B6) does not declare",
                 )
-            device_rows.append(current[device])
-    return rows
+            if device in seen:
+                raise where.at_cp(i).error("RTBeamLimitingDeviceType", f"positions for {device} given twice")
+            seen.add(device)
+            value = position.get(positions_tag)
+            given[device].append((i, value if type(value) is bytes else b""))
+    n = len(items)
+    positions = {}
+    for device, values in given.items():
+        if not values or values[0][0] != 0:
+            raise where.at_cp(0).error(
+                "LeafJawPositions", f"no positions for {device} at the first control point (PS3.3 C.8.8.14.5)"
+            )
+        expected = 2 * pair_counts[device]
+        try:
+            parsed = np.array(b"\\".join(v for _, v in values).split(b"\\"), dtype=float)
+            ok = parsed.size == expected * len(values) and bool(np.all(np.isfinite(parsed)))
+        except ValueError:
+            ok = False
+        if not ok:  # find and name the control point that is wrong
+            for i, value in values:
+                numbers = _encoded_numbers(value, "LeafJawPositions", where.at_cp(i), single=False)
+                if numbers is None or len(numbers) != expected:
+                    raise where.at_cp(i).error(
+                        "LeafJawPositions",
+                        f"{device} needs {expected} values ({pair_counts[device]} pairs),"
+                        f" found {0 if numbers is None else len(numbers)}",
+                    )
+            raise where.error("LeafJawPositions", f"{device}: values that cannot be read")
+        given_at = np.full(n, -1)
+        given_at[[i for i, _ in values]] = np.arange(len(values))
+        positions[device] = parsed.reshape(len(values), expected)[np.maximum.accumulate(given_at)]
+    return positions
 
 
 def _cp_wedges(items: list[RawItem], wedges: tuple[WedgeSpec, ...], where: _Where) -> np.ndarray:

@@ -15,6 +15,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 from pydicom.uid import ImplicitVRLittleEndian
 from rtsim_testdata import IHE_RO_DIR
 
@@ -501,7 +502,42 @@ def test_damaged_real_plans_are_a_message_or_a_plan_never_a_traceback(
                 damaged[int(offset)] = int(rng.integers(0, 256))
         path = tmp_path / f"damaged{case}.dcm"
         path.write_bytes(bytes(damaged))
+        message = str(path)  # delivered as a plan: fine too
         try:
             read_plan_file(path)
         except (PlanReadError, PlanRefusedError) as err:
-            assert str(err).startswith(str(path))
+            message = str(err)
+        assert message.startswith(str(path)), message
+
+
+@pytest.mark.parametrize(
+    ("positions", "problem"),
+    [
+        (lambda values: values[:119], "needs 120 values (60 pairs), found 119"),
+        (lambda values: [*values[:-1], "1e999"], "not a finite number"),
+        (lambda values: [*values[:-1], "wide"], "not numbers"),
+    ],
+    ids=["count", "infinite", "text"],
+)
+def test_bad_leaf_positions_at_a_later_control_point_are_named(
+    tmp_path: Path, sliding_window_ds: Dataset, positions, problem: str
+) -> None:
+    """Through the fast path (a Part 10 file, control points parsed from their bytes)."""
+    ds = copy.deepcopy(sliding_window_ds)
+    (mlc,) = [
+        item
+        for item in ds.BeamSequence[2].ControlPointSequence[7].BeamLimitingDevicePositionSequence
+        if item.RTBeamLimitingDeviceType == "MLCX"
+    ]
+    encoded = "\\".join(positions([str(v) for v in mlc.LeafJawPositions])).encode()
+    encoded += b" " * (len(encoded) % 2)
+    mlc[0x300A011C] = RawDataElement(Tag(0x300A011C), "DS", len(encoded), encoded, 0, False, True)
+    path = tmp_path / "bad.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(PlanReadError) as err:
+        read_plan_file(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}, beam 3 'Field 3', control point 7: Leaf/Jaw Positions (300A,011C)"), (
+        message
+    )
+    assert problem in message
