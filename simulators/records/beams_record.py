@@ -51,13 +51,13 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, RTBeamsTreatmentRecordStorage
-from pydicom.valuerep import format_number_as_ds
 
 from machine_models.schema import MachineModel
 from simulators.core.program import DeliveryProgram
 from simulators.core.results import DeliveredControlPoint, DeliveryResult, UnitResult
 from simulators.errors import RtsimError
 from simulators.plans.model import BeamTask, LinacBeam, LinacPlan
+from simulators.records.decimal_strings import ds_rows, format_ds
 from simulators.records.element_encoding import ElementKey, encode_item, raw_sequence_element
 from simulators.records.uids import IMPLEMENTATION_CLASS_UID, RTSIM_UID_ROOT, UidSource
 
@@ -77,38 +77,6 @@ def rtsim_version() -> str:
         return metadata.version("rtsim")
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
         return "0"
-
-
-def format_ds(value: float, decimals: int) -> str:
-    """``value`` rounded to ``decimals`` as a DICOM DS string of at most 16 characters (no ``-0``)."""
-    if not math.isfinite(value):
-        raise ValueError(f"cannot write {value!r} as a decimal string")
-    rounded = round(float(value), decimals)
-    if rounded == 0.0:
-        return "0"
-    text = f"{rounded:.{decimals}f}"
-    if decimals > 0:  # drop trailing zeros of the fraction only ("1740" stays "1740")
-        text = text.rstrip("0").rstrip(".")
-    return text if len(text) <= 16 else format_number_as_ds(rounded)
-
-
-def ds_rows(values: object, decimals: int) -> list[str]:
-    """Each row of a 2-D array as one backslash-separated DS value, rounded to ``decimals`` (no ``-0``).
-
-    The vectorised twin of :func:`format_ds` for leaf and jaw positions (hundreds per control point, one
-    row per control point).
-    """
-    if not 0 <= decimals <= 4:  # %g below would switch to an exponent for 10^-5
-        raise ValueError(f"ds_rows writes 0 to 4 decimals, not {decimals}")
-    array = np.round(np.asarray(values, dtype=float), decimals) + 0.0  # + 0.0 drops -0.0
-    if array.ndim != 2:
-        raise ValueError(f"ds_rows needs a 2-D array, not shape {array.shape}")
-    if not np.all(np.isfinite(array)) or np.any(np.abs(array) >= 1e9):
-        raise ValueError(f"cannot write {array!r} as decimal strings")
-    # %g drops trailing zeros and, with 9 + decimals significant digits, shows every digit of a number
-    # below 1e9 rounded to ``decimals`` (and never an exponent: the smallest non-zero is 10^-decimals).
-    pattern = "\\".join([f"%.{9 + decimals}g"] * array.shape[1])
-    return [pattern % tuple(row) for row in array.tolist()]
 
 
 def mark_written_encoding(ds: Dataset) -> None:
@@ -624,8 +592,8 @@ def _scalar_texts(
     beam: LinacBeam, control_points: Sequence[DeliveredControlPoint], beam_rows: Sequence[int]
 ) -> list[dict[str, str | None]]:
     """Per recorded control point, the DS text of each ``_SCALAR_COLUMNS`` value (None: not finite)."""
-    texts: list[dict[str, str | None]] = [{} for _ in control_points]
-    for keyword, key, decimals, is_angle in _SCALAR_COLUMNS:
+    columns = []
+    for _, key, decimals, is_angle in _SCALAR_COLUMNS:
         if key.startswith("dose_rate"):
             values = [getattr(dcp, key) for dcp in control_points]
         else:
@@ -633,14 +601,20 @@ def _scalar_texts(
             pairs = zip(control_points, beam_rows, strict=True)
             actual = (_actual(dcp, key, planned, row) for dcp, row in pairs)
             values = [math.nan if value is None else np.ravel(value)[0] for value in actual]
-        column = np.array(values, dtype=float)
+        column = np.round(np.array(values, dtype=float), decimals)  # each column to its own decimals
         if is_angle:
             column = np.mod(column, 360.0)
             column[np.round(column, decimals) >= 360.0] = 0.0
-        finite = np.isfinite(column)
-        column_texts = ds_rows(np.where(finite, column, 0.0)[:, None], decimals)
-        for text, point, ok in zip(column_texts, texts, finite.tolist(), strict=True):
-            point[keyword] = text if ok else None
+        columns.append(column)
+    table = np.column_stack(columns)
+    finite = np.isfinite(table)
+    keywords = [keyword for keyword, _, _, _ in _SCALAR_COLUMNS]
+    decimals = max(decimals for _, _, decimals, _ in _SCALAR_COLUMNS)
+    rows = ds_rows(np.where(finite, table, 0.0), decimals)
+    texts = []
+    for row_text, row_finite in zip(rows, finite.tolist(), strict=True):
+        values = row_text.split("\\")
+        texts.append({k: v if ok else None for k, v, ok in zip(keywords, values, row_finite, strict=True)})
     return texts
 
 

@@ -63,9 +63,9 @@ from simulators.records.beams_record import (
     _file_meta,
     _patient_and_study,
     dicom_date_time,
-    format_ds,
     rtsim_version,
 )
+from simulators.records.decimal_strings import format_ds
 from simulators.records.uids import RTSIM_UID_ROOT, UidSource
 
 TIME_DECIMALS = 3

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from io import BytesIO
 
-import numpy as np
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -12,7 +11,6 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence as DicomSequence
 
-from simulators.records.beams_record import ds_rows, format_ds
 from simulators.records.element_encoding import ElementKey, encode_item, raw_sequence_element
 
 
@@ -97,26 +95,3 @@ def test_values_too_long_for_a_short_element_are_refused() -> None:
         ElementKey("LeafJawPositions").text("1\\" * 40000)
     with pytest.raises(KeyError):
         ElementKey("NotAKeyword")
-
-
-@pytest.mark.parametrize("decimals", [0, 1, 3, 4])
-def test_ds_rows_match_format_ds_value_by_value(decimals: int) -> None:
-    rng = np.random.default_rng(decimals)
-    values = rng.uniform(-2000.0, 2000.0, size=(50, 24))
-    values[::3] = np.round(values[::3])  # whole numbers
-    values[1, :4] = (-0.0, 0.0, -(10.0**-decimals) / 3, 10.0**-decimals)  # -0 and the smallest steps
-    rows = ds_rows(values, decimals)
-    assert len(rows) == 50
-    for row_text, row in zip(rows, values, strict=True):
-        texts = row_text.split("\\")
-        assert texts == [format_ds(v, decimals) for v in row]
-        assert all(len(t) <= 16 and "e" not in t for t in texts)
-
-
-def test_ds_rows_refuses_what_it_cannot_write() -> None:
-    with pytest.raises(ValueError, match="decimal"):
-        ds_rows([[1.0, float("nan")]], 3)
-    with pytest.raises(ValueError, match="0 to 4 decimals"):
-        ds_rows([[1.0]], 5)
-    with pytest.raises(ValueError, match="2-D"):
-        ds_rows([1.0, 2.0], 3)
