@@ -13,9 +13,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from io import BytesIO
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
@@ -261,3 +265,58 @@ def _strip(item: Dataset, blocked: frozenset[int]) -> Dataset:
 def strip_tags(dataset: Dataset, blocked: Iterable[int]) -> Dataset:
     """A deep copy of ``dataset`` without the blocked tags at any depth (e.g. the Transaction UID)."""
     return _strip(dataset, frozenset(int(t) for t in blocked))
+
+
+def validate_keys(identifier: Dataset) -> None:
+    """Raise :class:`MatchKeyError` for a date/time or numeric key that cannot be matched (whether or not
+    a record would have been compared with it)."""
+    for elem in identifier:
+        if elem.tag.group in (0x0000, 0x0002) or _is_universal(elem):
+            continue
+        if elem.VR == "SQ":
+            if len(elem.value):
+                validate_keys(elem.value[0])
+        elif elem.VR in _DATE_VRS:
+            _interval(str(elem.value), elem.VR, elem)
+        elif elem.VR in _NUMERIC_VRS:
+            try:
+                [float(v) for v in _values(elem)]
+            except (TypeError, ValueError) as error:
+                raise MatchKeyError(f"{_describe(elem)}: {elem.value!r} is not a number") from error
+
+
+def single_value_key(identifier: Dataset, tag: int) -> str | None:
+    """The value of a single-valued, case-sensitive string key without wildcards (None otherwise): a
+    record matches it exactly when its own stripped value equals it."""
+    elem = identifier.get(tag)
+    if elem is None or elem.VR not in _STRING_VRS or elem.VR == "PN":
+        return None
+    values = _values(elem)
+    if len(values) != 1:
+        return None
+    text = str(values[0]).strip()
+    return text if text and "*" not in text and "?" not in text else None
+
+
+def query_shape(identifier: Dataset) -> tuple:
+    """What :func:`build_response` depends on in an identifier: its keys, their VRs and the keys of its
+    sequence items (not the values to match)."""
+    shape = []
+    for elem in identifier:
+        if elem.VR == "SQ":
+            item = elem.value[0] if len(elem.value) else None
+            shape.append((int(elem.tag), "SQ", query_shape(item) if item is not None and len(item) else None))
+        else:
+            shape.append((int(elem.tag), elem.VR))
+    return tuple(shape)
+
+
+def pre_encoded(dataset: Dataset, is_implicit_vr: bool, is_little_endian: bool) -> Dataset:
+    """``dataset`` encoded once and read back as raw elements: written again in the same encoding, it
+    is copied byte for byte instead of encoded value by value (~0.2 ms instead of ~0.8 for a worklist
+    item)."""
+    fp = DicomBytesIO()
+    fp.is_implicit_VR = is_implicit_vr
+    fp.is_little_endian = is_little_endian
+    write_dataset(fp, dataset)
+    return read_dataset(BytesIO(fp.getvalue()), is_implicit_vr, is_little_endian)

@@ -51,6 +51,18 @@ def _calling_ae(event) -> str:
         return ""
 
 
+def _encoding(event) -> tuple[bool, bool] | None:
+    """(implicit VR, little endian) of the request's presentation context; None if unknown or deflated
+    (the responses are then encoded by pynetdicom from scratch)."""
+    try:
+        syntax = event.context.transfer_syntax
+        if syntax.is_deflated:
+            return None
+        return bool(syntax.is_implicit_VR), bool(syntax.is_little_endian)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
 class UpsScp:
     """The UPS handlers, bound to one store, one event sender and the site configuration."""
 
@@ -130,7 +142,7 @@ class UpsScp:
             )
             return
         try:
-            responses = self.store.find(identifier)
+            responses = self.store.find(identifier, _encoding(event))
         except MatchKeyError as error:
             LOG.warning("UPS C-FIND from %s refused: %s", calling, error)
             yield status_dataset(codes.FAILURE_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(error)), None

@@ -11,6 +11,7 @@ from pydicom.uid import generate_uid
 from tms_helpers import final_update, ups_attributes
 
 from simulators.dicom import codes
+from simulators.dicom.tms.matching import MatchKeyError
 from simulators.dicom.tms.ups_store import UpsStore
 
 
@@ -209,3 +210,51 @@ def test_concurrent_claims_on_the_store(store):
     for thread in threads:
         thread.join(10)
     assert all(sorted(r) == [0] + [0xC302] * 7 for r in results.values())
+
+
+def worklist_query(state: str = "SCHEDULED") -> Dataset:
+    query = Dataset()
+    query.SOPInstanceUID = ""
+    query.ProcedureStepState = state
+    query.ProcedureStepLabel = ""
+    query.ScheduledProcedureStepStartDateTime = ""
+    station = Dataset()
+    station.CodeValue = ""
+    query.ScheduledStationNameCodeSequence = Sequence([station])
+    return query
+
+
+@pytest.mark.parametrize(
+    "encoding", [None, (True, True), (False, True)], ids=["plain", "implicit", "explicit"]
+)
+def test_find_answers_the_current_content_after_every_change(store, encoding):
+    first = created(store, ProcedureStepLabel="Fx 1", ScheduledProcedureStepStartDateTime="20260302090000")
+    second = created(store, ProcedureStepLabel="Fx 2", ScheduledProcedureStepStartDateTime="20260302080000")
+
+    def labels(state: str = "SCHEDULED") -> list[tuple[str, str]]:
+        return [
+            (str(r.SOPInstanceUID), r.ProcedureStepLabel) for r in store.find(worklist_query(state), encoding)
+        ]
+
+    assert labels() == [(second, "Fx 2"), (first, "Fx 1")]  # by scheduled start
+    assert labels() == [(second, "Fx 2"), (first, "Fx 1")]  # again, from the kept responses
+    change = Dataset()
+    change.ProcedureStepLabel = "Fx 1 (moved)"
+    assert store.set(first, change).status == 0
+    assert labels() == [(second, "Fx 2"), (first, "Fx 1 (moved)")]
+    assert store.change_state(second, codes.STATE_IN_PROGRESS, generate_uid()).status == 0
+    assert labels() == [(first, "Fx 1 (moved)")]
+    assert labels("IN PROGRESS") == [(second, "Fx 2")]
+    assert labels("") == [(second, "Fx 2"), (first, "Fx 1 (moved)")]  # universal
+    response = store.find(worklist_query(), encoding)[0]
+    assert "TransactionUID" not in response
+    assert response.ScheduledStationNameCodeSequence[0].CodeValue == "LINAC1"
+    assert "CodeMeaning" not in response.ScheduledStationNameCodeSequence[0]  # only the keys asked for
+
+
+def test_find_refuses_an_invalid_date_key_even_without_candidates(store):
+    created(store)
+    query = worklist_query("COMPLETED")  # no workitem in that state to compare the date with
+    query.ScheduledProcedureStepStartDateTime = "tomorrow-ish"
+    with pytest.raises(MatchKeyError, match="ScheduledProcedureStepStartDateTime"):
+        store.find(query)
