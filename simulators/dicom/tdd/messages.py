@@ -25,6 +25,56 @@ DELIVERY_INSTRUCTION_CLASSES = (
 )
 PLAN_CLASSES = (codes.RT_PLAN_STORAGE, codes.RT_ION_PLAN_STORAGE)
 
+# tags read from C-FIND response identifiers (by tag: a keyword lookup per access adds up per item)
+TAG_CODE_VALUE = 0x00080100
+TAG_CODING_SCHEME = 0x00080102
+TAG_CODE_MEANING = 0x00080104
+TAG_SOP_INSTANCE_UID = 0x00080018
+TAG_RETRIEVE_AE = 0x00080054
+TAG_REFERENCED_SOP_SEQUENCE = 0x00081199
+TAG_REFERENCED_SOP_CLASS = 0x00081150
+TAG_REFERENCED_SOP_INSTANCE = 0x00081155
+TAG_PATIENT_NAME = 0x00100010
+TAG_PATIENT_ID = 0x00100020
+TAG_STUDY_UID = 0x0020000D
+TAG_SERIES_UID = 0x0020000E
+TAG_START_DATETIME = 0x00404005
+TAG_WORKITEM_CODE_SEQUENCE = 0x00404018
+TAG_INPUT_INFORMATION_SEQUENCE = 0x00404021
+TAG_STATION_CODE_SEQUENCE = 0x00404025
+TAG_INPUT_READINESS = 0x00404041
+TAG_CONCEPT_NAME_CODE_SEQUENCE = 0x0040A043
+TAG_TEXT_VALUE = 0x0040A160
+TAG_RETRIEVAL_SEQUENCE = 0x0040E021
+TAG_PRIORITY = 0x00741200
+TAG_LABEL = 0x00741204
+TAG_PROCESSING_PARAMETERS_SEQUENCE = 0x00741210
+
+
+def _text(ds: Dataset, tag: int, *, strip: bool = True) -> str:
+    """A text attribute's value ('' if absent or empty), read straight from its bytes when they are
+    plain ASCII without ISO 2022 escapes (a received identifier's elements are raw; converting each one
+    through pydicom cost ~1.5 ms per worklist item); otherwise through pydicom (character sets, values
+    already converted).
+    Trailing spaces and NULs are dropped, as pydicom does; ``strip`` drops leading spaces too."""
+    elem = ds.get_item(tag)
+    if elem is None:
+        return ""
+    value = elem.value
+    if isinstance(value, bytes) and value.isascii() and b"\x1b" not in value:  # no ISO 2022 escapes
+        text = value.decode("ascii").rstrip(" \x00")
+    else:
+        value = ds[tag].value
+        text = "" if value is None else str(value)
+    return text.strip() if strip else text
+
+
+def _items(ds: Dataset, tag: int) -> list[Dataset]:
+    """The items of a sequence attribute ([] if absent or empty)."""
+    if ds.get_item(tag) is None:
+        return []
+    return list(ds[tag].value or [])
+
 
 class WorkitemError(RtsimError):
     """A worklist item from the TMS lacks something the device needs (names the UPS and attribute)."""
@@ -41,9 +91,9 @@ def code_item(code: Code) -> Dataset:
 
 def code_from_item(item: Dataset) -> Code:
     return Code(
-        str(item.get("CodeValue", "") or ""),
-        str(item.get("CodingSchemeDesignator", "") or ""),
-        str(item.get("CodeMeaning", "") or ""),
+        _text(item, TAG_CODE_VALUE, strip=False),
+        _text(item, TAG_CODING_SCHEME, strip=False),
+        _text(item, TAG_CODE_MEANING, strip=False),
     )
 
 
@@ -163,51 +213,56 @@ def _first_code(ds: Dataset, keyword: str) -> Code | None:
     return code_from_item(seq[0])
 
 
+def _first_code_at(ds: Dataset, tag: int) -> Code | None:
+    items = _items(ds, tag)
+    return code_from_item(items[0]) if items else None
+
+
 def parse_workitem(ds: Dataset) -> Workitem:
     """Read a C-FIND response identifier (WorkitemError names the UPS and the attribute if unusable)."""
-    ups_uid = str(ds.get("SOPInstanceUID", "") or "")
+    ups_uid = _text(ds, TAG_SOP_INSTANCE_UID, strip=False)
     if not ups_uid:
         raise WorkitemError("worklist item without SOP Instance UID (0008,0018): cannot address the UPS")
     inputs = []
-    for index, item in enumerate(ds.get("InputInformationSequence") or []):
+    for index, item in enumerate(_items(ds, TAG_INPUT_INFORMATION_SEQUENCE)):
         where = f"UPS {ups_uid}: Input Information Sequence (0040,4021) item {index + 1}"
-        refs = item.get("ReferencedSOPSequence") or []
+        refs = _items(item, TAG_REFERENCED_SOP_SEQUENCE)
         if not refs:
             raise WorkitemError(f"{where}: Referenced SOP Sequence (0008,1199) is missing or empty")
-        retrieval = item.get("DICOMRetrievalSequence") or []
-        retrieve_ae = str(retrieval[0].get("RetrieveAETitle", "") or "").strip() if retrieval else ""
+        retrieval = _items(item, TAG_RETRIEVAL_SEQUENCE)
+        retrieve_ae = _text(retrieval[0], TAG_RETRIEVE_AE) if retrieval else ""
         for ref in refs:
             inputs.append(
                 InputReference(
-                    sop_class_uid=str(ref.get("ReferencedSOPClassUID", "")),
-                    sop_instance_uid=str(ref.get("ReferencedSOPInstanceUID", "")),
-                    study_uid=str(item.get("StudyInstanceUID", "") or ""),
-                    series_uid=str(item.get("SeriesInstanceUID", "") or ""),
+                    sop_class_uid=_text(ref, TAG_REFERENCED_SOP_CLASS, strip=False),
+                    sop_instance_uid=_text(ref, TAG_REFERENCED_SOP_INSTANCE, strip=False),
+                    study_uid=_text(item, TAG_STUDY_UID, strip=False),
+                    series_uid=_text(item, TAG_SERIES_UID, strip=False),
                     retrieve_ae=retrieve_ae,
                 )
             )
     delivery_type = ""
-    for item in ds.get("ScheduledProcessingParametersSequence") or []:
-        concept = _first_code(item, "ConceptNameCodeSequence")
+    for item in _items(ds, TAG_PROCESSING_PARAMETERS_SEQUENCE):
+        concept = _first_code_at(item, TAG_CONCEPT_NAME_CODE_SEQUENCE)
         # the IHE-RO 2013 cached response uses the placeholder code "ccc001" with the right meaning
         if (
             concept is None
             or concept.value == codes.CONCEPT_TREATMENT_DELIVERY_TYPE.value
             or concept.meaning.strip().lower() == codes.CONCEPT_TREATMENT_DELIVERY_TYPE.meaning.lower()
         ):
-            delivery_type = str(item.get("TextValue", "") or "")
+            delivery_type = _text(item, TAG_TEXT_VALUE, strip=False)
     return Workitem(
         ups_uid=ups_uid,
-        label=str(ds.get("ProcedureStepLabel", "") or ""),
-        priority=str(ds.get("ScheduledProcedureStepPriority", "") or "").upper(),
-        start_datetime=str(ds.get("ScheduledProcedureStepStartDateTime", "") or ""),
-        input_readiness=str(ds.get("InputReadinessState", "") or ""),
-        station_code=_first_code(ds, "ScheduledStationNameCodeSequence"),
-        workitem_code=_first_code(ds, "ScheduledWorkitemCodeSequence"),
+        label=_text(ds, TAG_LABEL, strip=False),
+        priority=_text(ds, TAG_PRIORITY).upper(),
+        start_datetime=_text(ds, TAG_START_DATETIME, strip=False),
+        input_readiness=_text(ds, TAG_INPUT_READINESS),
+        station_code=_first_code_at(ds, TAG_STATION_CODE_SEQUENCE),
+        workitem_code=_first_code_at(ds, TAG_WORKITEM_CODE_SEQUENCE),
         delivery_type=delivery_type,
         inputs=tuple(inputs),
-        patient_id=str(ds.get("PatientID", "") or ""),
-        patient_name=str(ds.get("PatientName", "") or ""),
+        patient_id=_text(ds, TAG_PATIENT_ID, strip=False),
+        patient_name=_text(ds, TAG_PATIENT_NAME, strip=False),
     )
 
 

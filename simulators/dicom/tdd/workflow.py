@@ -271,19 +271,19 @@ class Device:
         cfg = self.config
         what = f"RO-58 worklist query (station {cfg.station})"
         query = msg.worklist_query(cfg.station, cfg.workitem_code, self.now().date())
-        try:
-            found = self._tms.find_workitems(query, what)
-        except NetworkError as exc:
-            raise TmsUnavailableError(str(exc)) from None
-        items = []
-        for ds in found:
+
+        def eligible_item(ds: Dataset) -> msg.Workitem | None:
             try:
                 item = msg.parse_workitem(ds)
             except msg.WorkitemError as exc:
                 LOG.error("%s: item skipped: %s", what, exc)
-                continue
-            if msg.eligible(item, cfg.station, cfg.workitem_code):
-                items.append(item)
+                return None
+            return item if msg.eligible(item, cfg.station, cfg.workitem_code) else None
+
+        try:
+            items = self._tms.find_workitems(query, what, eligible_item)  # read while more arrive
+        except NetworkError as exc:
+            raise TmsUnavailableError(str(exc)) from None
         items.sort(key=msg.Workitem.sort_key)
         LOG.info("%s: %d item(s)", what, len(items))
         return items
