@@ -50,6 +50,7 @@ class StoredInstance:
     study_uid: str
     series_uid: str
     path: Path
+    transfer_syntax: str = ""  # of the stored file ("" if unknown)
 
 
 def _header(ds: Dataset) -> Dataset:
@@ -94,7 +95,8 @@ class ObjectStore:
                 if not path.is_absolute():
                     path = self.data_dir / path
                 try:
-                    header = _header(dcmread(path, stop_before_pixels=True))
+                    stored = dcmread(path, stop_before_pixels=True)
+                    header = _header(stored)
                 except Exception as error:  # keep serving the rest
                     LOG.error(
                         "stored object %s (%s) cannot be read: %s; dropped from the index", uid, path, error
@@ -102,7 +104,9 @@ class ObjectStore:
                     self._db.execute("DELETE FROM instances WHERE sop_instance_uid = ?", (uid,))
                     continue
                 self._headers[uid] = header
-                self._instances[uid] = StoredInstance(uid, class_uid, study, series, path)
+                self._instances[uid] = StoredInstance(
+                    uid, class_uid, study, series, path, _transfer_syntax(stored)
+                )
             self._db.commit()
 
     def close(self) -> None:
@@ -158,6 +162,7 @@ class ObjectStore:
             str(ds.get("StudyInstanceUID", "") or ""),
             str(ds.get("SeriesInstanceUID", "") or ""),
             path,
+            _transfer_syntax(ds),
         )
         try:
             stored_path = str(path.relative_to(self.data_dir))
@@ -277,6 +282,11 @@ class ObjectStore:
     def sop_classes(self, instances: Iterable[StoredInstance]) -> list[str]:
         """The distinct SOP classes among ``instances`` (for the C-MOVE sub-association contexts)."""
         return sorted({i.sop_class_uid for i in instances})
+
+
+def _transfer_syntax(ds: Dataset) -> str:
+    meta = getattr(ds, "file_meta", None)
+    return str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
 
 
 def _safe(uid: str) -> str:

@@ -2,8 +2,10 @@
 C-FIND (STUDY/SERIES/IMAGE), C-MOVE (destination from the AE table) and C-GET.
 
 Datasets sent out are read back from their files, so they carry ``file_meta.TransferSyntaxUID`` (a
-sub-operation without it fails in pynetdicom 3). The C-MOVE sub-association proposes exactly the storage
-classes being moved, each with the file's transfer syntax plus Explicit/Implicit VR Little Endian.
+sub-operation without it fails in pynetdicom 3). The C-MOVE sub-association of a plan, delivery
+instruction or record in an uncompressed little endian syntax is kept for the next C-MOVE to the same
+destination (:class:`MoveSourceAE`); any other proposes exactly the storage classes being moved, each
+with the file's transfer syntax plus Explicit/Implicit VR Little Endian, and is released after it.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from collections.abc import Iterator
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import build_context, evt
+from pynetdicom import AE, build_context, evt
 
 from simulators.dicom import codes
+from simulators.dicom.assoc_pool import AssociationPool
 from simulators.dicom.tms.config import TmsConfig
 from simulators.dicom.tms.matching import MatchKeyError
 from simulators.dicom.tms.netutil import no_delay_association
@@ -24,6 +27,21 @@ from simulators.dicom.tms.object_store import ObjectStore, QueryError, StoredIns
 from simulators.dicom.tms.ups_scp import status_dataset
 
 LOG = logging.getLogger(__name__)
+
+#: Classes a C-MOVE sub-association kept for reuse carries (what devices retrieve: plans, delivery
+#: instructions, earlier records), each in both syntaxes; an instance in another syntax (compressed,
+#: big endian) gets an association of its own, as before.
+KEPT_MOVE_CLASSES = (
+    codes.RT_PLAN_STORAGE,
+    codes.RT_ION_PLAN_STORAGE,
+    codes.RT_BEAMS_DELIVERY_INSTRUCTION_STORAGE,
+    codes.RT_BRACHY_DELIVERY_INSTRUCTION_STORAGE,
+    codes.RT_BEAMS_TREATMENT_RECORD_STORAGE,
+    codes.RT_BRACHY_TREATMENT_RECORD_STORAGE,
+)
+KEPT_MOVE_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+#: The keyword argument of :meth:`MoveSourceAE.associate` that asks for a kept association.
+KEEP_KEYWORD = "rtsim_keep_for_moves"
 
 # C-STORE failure statuses (PS3.4 B.2.3)
 STORE_OUT_OF_RESOURCES = 0xA700
@@ -114,23 +132,29 @@ class OstScp:
                 codes.FAILURE_UNABLE_TO_PROCESS, f"identifier cannot be decoded: {error}"
             )
 
-    def _contexts(self, instances: list[StoredInstance]) -> list:
+    def _contexts(self, instances: list[StoredInstance]) -> tuple[list, list | None]:
+        """The sub-association's presentation contexts and, when a kept association may carry them
+        (every instance of a class a device retrieves, in Explicit or Implicit VR Little Endian), the
+        (class, [syntax]) pairs it must have accepted (else None)."""
         by_class: dict[str, list[str]] = {}
         for instance in instances:
             syntaxes = by_class.setdefault(instance.sop_class_uid, [])
-            try:
-                ts = str(dcmread(instance.path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
-            except Exception:
-                ts = ExplicitVRLittleEndian
+            ts = instance.transfer_syntax or _stored_syntax(instance)
             if ts not in syntaxes:
                 syntaxes.append(ts)
+        if by_class and all(
+            uid in KEPT_MOVE_CLASSES and set(syntaxes) <= set(KEPT_MOVE_SYNTAXES)
+            for uid, syntaxes in by_class.items()
+        ):
+            needed = [(uid, [ts]) for uid, syntaxes in by_class.items() for ts in syntaxes]
+            return kept_move_contexts(), needed
         contexts = []
         for class_uid, syntaxes in sorted(by_class.items()):
             for ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
                 if ts not in syntaxes:
                     syntaxes.append(ts)
             contexts.append(build_context(class_uid, syntaxes))
-        return contexts[:128]
+        return contexts[:128], None
 
     def _send(self, event, instances: list[StoredInstance], operation: str):
         for instance in instances:
@@ -160,13 +184,16 @@ class OstScp:
             yield None, None
             return
         instances, problem = self._select(event)
+        contexts, needed = self._contexts(instances)
         # a refused identifier still needs one context: pynetdicom associates before the first status
         kwargs: dict = {
-            "contexts": self._contexts(instances) or [build_context(codes.RT_PLAN_STORAGE)],
+            "contexts": contexts or [build_context(codes.RT_PLAN_STORAGE)],
             # the sub-association sends C-STORE command and data set as two writes: without TCP_NODELAY
             # each waits ~40 ms for the destination's delayed ACK
             "evt_handlers": [(evt.EVT_CONN_OPEN, _no_delay_on_open)],
         }
+        if needed is not None:
+            kwargs[KEEP_KEYWORD] = needed
         if self.tls_args is not None:
             kwargs["tls_args"] = self.tls_args
         yield peer.host, peer.port, kwargs
@@ -190,6 +217,65 @@ class OstScp:
         LOG.info("C-GET from %s: %d instance(s)", calling, len(instances))
         yield len(instances)
         yield from self._send(event, instances, "C-GET")
+
+
+def _stored_syntax(instance: StoredInstance) -> str:
+    try:
+        return str(dcmread(instance.path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+    except Exception:
+        return ExplicitVRLittleEndian
+
+
+def kept_move_contexts() -> list:
+    """What a C-MOVE sub-association that is kept for the next C-MOVE proposes: one context per class a
+    device retrieves and per uncompressed little endian syntax, so that the next plan, delivery
+    instruction or record finds its context accepted whatever it is."""
+    return [build_context(uid, [ts]) for uid in KEPT_MOVE_CLASSES for ts in KEPT_MOVE_SYNTAXES]
+
+
+class MoveSourceAE(AE):
+    """The TMS's (and the OST's) AE: a C-MOVE sub-association outlives its C-MOVE when it can.
+
+    pynetdicom's C-MOVE SCP opens the sub-association to the Move Destination through
+    ``ae.associate(...)`` with the keyword arguments the handler yielded, and releases it after the
+    last C-STORE, before the final C-MOVE response. When the handler adds ``KEEP_KEYWORD`` (the
+    contexts its instances need), :meth:`associate` takes an idle association to the same destination
+    from ``pool`` (or opens one) and lends it; its "release" gives it back, to be released for real
+    after ``pool.max_idle_s`` without a C-MOVE. RO-59 (plan) and RO-61 (delivery instruction) come a
+    few milliseconds apart: the second skips the association set-up and release (~11 ms). The
+    sub-operations still go on an association of their own (PS3.4 C.4.2.3.1), one C-MOVE at a time.
+    """
+
+    def __init__(self, ae_title: str, pool: AssociationPool) -> None:
+        super().__init__(ae_title=ae_title)
+        self.move_pool = pool
+
+    def associate(self, addr, port, *args, **kwargs):
+        needed = kwargs.pop(KEEP_KEYWORD, None)
+        if needed is None:
+            return super().associate(addr, port, *args, **kwargs)
+        key = (self.ae_title, str(kwargs.get("ae_title", "")), addr, port)
+        assoc = self.move_pool.take(key, needed)
+        if assoc is None:
+            assoc = super().associate(addr, port, *args, **kwargs)
+            if not assoc.is_established:
+                return assoc
+        return _LentAssociation(assoc, self.move_pool, key)
+
+
+class _LentAssociation:
+    """An association lent to one C-MOVE: ``release()`` returns it to the pool; the rest is the real one."""
+
+    def __init__(self, assoc, pool: AssociationPool, key) -> None:
+        self._assoc = assoc
+        self._pool = pool
+        self._key = key
+
+    def release(self) -> None:
+        self._pool.give_back(self._key, self._assoc)
+
+    def __getattr__(self, name: str):
+        return getattr(self._assoc, name)
 
 
 def _no_delay_on_open(event: evt.Event) -> None:

@@ -48,11 +48,12 @@ from pynetdicom.sop_class import (
 )
 
 from simulators.dicom import codes
+from simulators.dicom.assoc_pool import AssociationPool
 from simulators.dicom.tms.config import TmsConfig, TmsConfigError
 from simulators.dicom.tms.events import EventSender
 from simulators.dicom.tms.netutil import no_delay
 from simulators.dicom.tms.object_store import ObjectStore
-from simulators.dicom.tms.ost import OstScp
+from simulators.dicom.tms.ost import MoveSourceAE, OstScp
 from simulators.dicom.tms.scheduler import ContinuationScheduler
 from simulators.dicom.tms.ups_scp import UPS_CLASSES, UpsScp, status_dataset
 from simulators.dicom.tms.ups_store import UpsEvent, UpsStore
@@ -157,6 +158,8 @@ class TmsServer:
         self.objects: ObjectStore | None = None
         self.sender: EventSender | None = None
         self._servers: list = []
+        # C-MOVE sub-associations kept between a device's RO-59 and RO-61 (and its next fraction)
+        self._move_pool = AssociationPool(max_idle_s=0.5)
         self.port = 0
         self.ost_port = 0
 
@@ -266,7 +269,7 @@ class TmsServer:
 
     def _make_ae(self, ae_title: str, *, with_ups: bool) -> AE:
         config = self.config
-        ae = AE(ae_title=ae_title)
+        ae = MoveSourceAE(ae_title, self._move_pool)
         ae.acse_timeout = config.network_timeout_s
         ae.dimse_timeout = config.network_timeout_s
         ae.network_timeout = config.network_timeout_s
@@ -308,6 +311,7 @@ class TmsServer:
 
     def stop(self) -> None:
         """Stop listening, send what is queued, close the stores."""
+        self._move_pool.close()  # released, before the AEs' shutdown would abort them
         for ae, server in self._servers:
             try:
                 stop_server(server)
