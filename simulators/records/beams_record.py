@@ -557,6 +557,9 @@ def _control_point_items(
     points = unit.control_points
     positions = _device_positions(beam, points, beam_rows)
     scalars = _scalar_texts(beam, points, beam_rows)
+    energy = format_ds(beam.nominal_energy_mev, POSITION_DECIMALS)
+    for texts in scalars:
+        texts["NominalBeamEnergy"] = energy
     previous: dict[str, object] = {}
     return [
         _control_point_item(
@@ -697,44 +700,44 @@ def _control_point_item(
     first: bool,
 ) -> bytes:
     """One Control Point Delivery Sequence item, encoded; ``previous`` holds the last value per attribute."""
-    keys = _CP_KEYS
-    elements: list[tuple[int, bytes]] = []
-
-    def add(keyword: str, text: str | None) -> None:
-        elements.append(_encoded(keyword, text))
-
-    def put(keyword: str, text: str | None) -> None:
-        if first or previous.get(keyword) != text:
-            add(keyword, text)
-            previous[keyword] = text
-
-    add("ReferencedControlPointIndex", str(dcp.plan_cp_index))
-    date, time = dicom_date_time(session_start + timedelta(seconds=dcp.time_s))
-    add("TreatmentControlPointDate", date)
-    add("TreatmentControlPointTime", time)
     specified = float(beam.cumulative_meterset_mu[row])
     delivered = max(bounds.start, min(specified, bounds.end, bounds.start + dcp.delivered_meterset))
-    add("SpecifiedMeterset", format_ds(specified, METERSET_DECIMALS))
-    add("DeliveredMeterset", format_ds(delivered, METERSET_DECIMALS))
-    add("DoseRateSet", scalars["DoseRateSet"])
-    add("DoseRateDelivered", scalars["DoseRateDelivered"])
-    put("NominalBeamEnergy", format_ds(beam.nominal_energy_mev, POSITION_DECIMALS))
+    date, time = dicom_date_time(session_start + timedelta(seconds=dcp.time_s))
+    elements = [
+        _encoded("ReferencedControlPointIndex", str(dcp.plan_cp_index)),
+        _encoded("TreatmentControlPointDate", date),
+        _encoded("TreatmentControlPointTime", time),
+        _encoded("SpecifiedMeterset", format_ds(specified, METERSET_DECIMALS)),
+        _encoded("DeliveredMeterset", format_ds(delivered, METERSET_DECIMALS)),
+        _encoded("DoseRateSet", scalars["DoseRateSet"]),
+        _encoded("DoseRateDelivered", scalars["DoseRateDelivered"]),
+    ]
     if first:
-        add("NominalBeamEnergyUnit", "MV" if beam.radiation_type == "PHOTON" else "MEV")
+        elements.append(_encoded("NominalBeamEnergyUnit", "MV" if beam.radiation_type == "PHOTON" else "MEV"))
+    changed = {  # written at the first item, then only where the value changes (PS3.3 C.8.8.14.5)
+        "NominalBeamEnergy": scalars["NominalBeamEnergy"],
+        "TableTopEccentricAngle": "0",
+        "TableTopEccentricRotationDirection": "NONE",
+    }
+    for angle_kw, direction_kw, directions_attribute in _ANGLE_AXES:
+        changed[angle_kw] = scalars[angle_kw]
+        changed[direction_kw] = getattr(beam, directions_attribute)[row] or "NONE"
+    for keyword in _TABLE_KEYWORDS:
+        changed[keyword] = scalars[keyword]
+    for keyword, text in changed.items():
+        if first or previous.get(keyword) != text:
+            elements.append(_encoded(keyword, text))
+            previous[keyword] = text
     if beam.wedges:
         wedge_state = tuple("IN" if beam.wedge_in[row, k] else "OUT" for k in range(len(beam.wedges)))
         if first or previous.get("wedges") != wedge_state:
             positions = [
                 encode_item(
-                    (
-                        _encoded("WedgePosition", state),
-                        _encoded("ReferencedWedgeNumber", str(wedge.number)),
-                    )
+                    (_encoded("WedgePosition", state), _encoded("ReferencedWedgeNumber", str(wedge.number)))
                 )
                 for wedge, state in zip(beam.wedges, wedge_state, strict=True)
             ]
-            sequence = keys["WedgePositionSequence"]
-            elements.append((sequence.tag, sequence.sequence(positions)))
+            elements.append(_encoded_sequence("WedgePositionSequence", positions))
             previous["wedges"] = wedge_state
     devices = []
     for device_type, text in device_positions.items():
@@ -743,16 +746,13 @@ def _control_point_item(
             devices.append(encode_item(device))
             previous[device_type] = text
     if devices:
-        sequence = keys["BeamLimitingDevicePositionSequence"]
-        elements.append((sequence.tag, sequence.sequence(devices)))
-    for angle_kw, direction_kw, directions_attribute in _ANGLE_AXES:
-        put(angle_kw, scalars[angle_kw])
-        put(direction_kw, getattr(beam, directions_attribute)[row] or "NONE")
-    put("TableTopEccentricAngle", "0")
-    put("TableTopEccentricRotationDirection", "NONE")
-    for keyword in _TABLE_KEYWORDS:
-        put(keyword, scalars[keyword])
+        elements.append(_encoded_sequence("BeamLimitingDevicePositionSequence", devices))
     return encode_item(elements)
+
+
+def _encoded_sequence(keyword: str, items: Sequence[bytes]) -> tuple[int, bytes]:
+    key = _CP_KEYS[keyword]
+    return key.tag, key.sequence(items)
 
 
 def _actual(dcp: DeliveredControlPoint, key: str, planned: np.ndarray | None, row: int) -> np.ndarray | None:

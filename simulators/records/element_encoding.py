@@ -19,8 +19,7 @@ from pydicom.tag import BaseTag
 # VRs with a 2-byte reserved field and a 4-byte length in Explicit VR (PS3.5 Table 7.1-1).
 _LONG_LENGTH_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 _MAX_SHORT_LENGTH = 0xFFFF
-_SHORT_HEADER = struct.Struct("<HH2sH")
-_LONG_HEADER = struct.Struct("<HH2s2xI")
+_TAG_AND_VR = struct.Struct("<HH2s")
 _ITEM_HEADER = struct.Struct("<HHI")
 _ITEM_GROUP, _ITEM_ELEMENT = 0xFFFE, 0xE000
 
@@ -28,7 +27,7 @@ _ITEM_GROUP, _ITEM_ELEMENT = 0xFFFE, 0xE000
 class ElementKey:
     """A keyword resolved once to its tag and VR (the dictionary lookups cost more than the encoding)."""
 
-    __slots__ = ("_padding", "_short_header", "keyword", "tag", "vr")
+    __slots__ = ("_long_length", "_padding", "_prefix", "keyword", "tag", "vr")
 
     def __init__(self, keyword: str) -> None:
         tag = tag_for_keyword(keyword)
@@ -37,18 +36,20 @@ class ElementKey:
         self.keyword = keyword
         self.tag = int(tag)
         self.vr = dictionary_VR(tag)
+        self._long_length = self.vr in _LONG_LENGTH_VRS
+        header = _TAG_AND_VR.pack(self.tag >> 16, self.tag & 0xFFFF, self.vr.encode())
+        self._prefix = header + (b"\x00\x00" if self._long_length else b"")  # the reserved field
         self._padding = b"\x00" if self.vr in ("UI", "OB", "UN") else b" "
 
     def encode(self, value: bytes) -> bytes:
         """The whole element (header + value padded to even length) for an encoded ``value``."""
         if len(value) % 2:
             value += self._padding
-        group, element = self.tag >> 16, self.tag & 0xFFFF
-        if self.vr in _LONG_LENGTH_VRS:
-            return _LONG_HEADER.pack(group, element, self.vr.encode(), len(value)) + value
+        if self._long_length:
+            return self._prefix + len(value).to_bytes(4, "little") + value
         if len(value) > _MAX_SHORT_LENGTH:
             raise ValueError(f"{self.keyword}: {len(value)} bytes do not fit a {self.vr} element")
-        return _SHORT_HEADER.pack(group, element, self.vr.encode(), len(value)) + value
+        return self._prefix + len(value).to_bytes(2, "little") + value
 
     def text(self, value: str | None) -> bytes:
         """The element for a text value (ASCII: codes, numbers, dates); None gives an empty element."""
