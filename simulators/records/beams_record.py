@@ -37,6 +37,7 @@ PS3.3 C.8.8.14.5). Decimal strings are rounded to a stated resolution and fit in
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -58,7 +59,7 @@ from simulators.core.results import DeliveredControlPoint, DeliveryResult, UnitR
 from simulators.errors import RtsimError
 from simulators.plans.model import BeamTask, LinacBeam, LinacPlan
 from simulators.records.decimal_strings import ds_rows, format_ds
-from simulators.records.element_encoding import ElementKey, encode_item, raw_sequence_element
+from simulators.records.element_encoding import ElementKey, encode_item_parts, raw_sequence_element
 from simulators.records.uids import IMPLEMENTATION_CLASS_UID, RTSIM_UID_ROOT, UidSource
 
 MANUFACTURER = "rtsim"
@@ -539,7 +540,12 @@ def _recorded_accessories(item: Dataset, plan_beam: Dataset) -> None:
 def _control_point_items(
     beam: LinacBeam, unit: UnitResult, bounds: _Bounds, session_start: datetime, label: str
 ) -> list[bytes]:
-    """The Control Point Delivery Sequence items of one beam, encoded (see ``element_encoding``)."""
+    """The Control Point Delivery Sequence items of one beam, encoded (see ``element_encoding``).
+
+    Built column by column (one attribute across all control points), then item by item. Each item
+    carries its index, time, metersets and dose rates; every other attribute is in the first item and
+    then only in the items where its value changes (PS3.3 C.8.8.14.5).
+    """
     rows = {int(index): row for row, index in enumerate(beam.control_point_indices)}
     session_span = bounds.end - bounds.start
     tolerance = 1e-6 * max(1.0, abs(bounds.end))
@@ -555,26 +561,94 @@ def _control_point_items(
             )
         beam_rows.append(rows[dcp.plan_cp_index])
     points = unit.control_points
-    positions = _device_positions(beam, points, beam_rows)
-    scalars = _scalar_texts(beam, points, beam_rows)
-    energy = format_ds(beam.nominal_energy_mev, POSITION_DECIMALS)
-    for texts in scalars:
-        texts["NominalBeamEnergy"] = energy
-    previous: dict[str, object] = {}
-    return [
-        _control_point_item(
-            beam,
-            row,
-            dcp,
-            {device: texts[number] for device, texts in positions.items()},
-            scalars[number],
-            bounds,
-            session_start,
-            previous,
-            first=number == 0,
-        )
-        for number, (dcp, row) in enumerate(zip(points, beam_rows, strict=True))
+    n = len(points)
+    columns: list[tuple[int, list[bytes | None]]] = []
+
+    def always(keyword: str, texts: Sequence[str | None]) -> None:
+        key = _CP_KEYS[keyword]
+        columns.append((key.tag, key.column(texts)))
+
+    def when_changed(keyword: str, texts: Sequence[str | None]) -> None:
+        key = _CP_KEYS[keyword]
+        columns.append((key.tag, key.column(texts, _changed(texts))))
+
+    moments = [session_start + timedelta(seconds=dcp.time_s) for dcp in points]
+    specified = beam.cumulative_meterset_mu[beam_rows].tolist()
+    delivered = [
+        max(bounds.start, min(spec, bounds.end, bounds.start + dcp.delivered_meterset))
+        for spec, dcp in zip(specified, points, strict=True)
     ]
+    scalars = _scalar_columns(beam, points, beam_rows)
+    always("ReferencedControlPointIndex", [str(dcp.plan_cp_index) for dcp in points])
+    always("TreatmentControlPointDate", [moment.strftime("%Y%m%d") for moment in moments])
+    always("TreatmentControlPointTime", [moment.strftime("%H%M%S.%f") for moment in moments])
+    always("SpecifiedMeterset", [format_ds(value, METERSET_DECIMALS) for value in specified])
+    always("DeliveredMeterset", [format_ds(value, METERSET_DECIMALS) for value in delivered])
+    always("DoseRateSet", scalars["DoseRateSet"])
+    always("DoseRateDelivered", scalars["DoseRateDelivered"])
+    unit_key = _CP_KEYS["NominalBeamEnergyUnit"]
+    energy_unit = "MV" if beam.radiation_type == "PHOTON" else "MEV"
+    columns.append((unit_key.tag, unit_key.column([energy_unit] * n, [True] + [False] * (n - 1))))
+    when_changed("NominalBeamEnergy", [format_ds(beam.nominal_energy_mev, POSITION_DECIMALS)] * n)
+    for angle_keyword, direction_keyword, directions_attribute in _ANGLE_AXES:
+        directions = getattr(beam, directions_attribute)
+        when_changed(angle_keyword, scalars[angle_keyword])
+        when_changed(direction_keyword, [directions[row] or "NONE" for row in beam_rows])
+    when_changed("TableTopEccentricAngle", ["0"] * n)
+    when_changed("TableTopEccentricRotationDirection", ["NONE"] * n)
+    for keyword in _TABLE_KEYWORDS:
+        when_changed(keyword, scalars[keyword])
+    if beam.wedges:
+        columns.append(_wedge_position_column(beam, beam_rows))
+    columns.append(_device_position_column(_device_positions(beam, points, beam_rows), n))
+    columns.sort(key=lambda column: column[0])
+    return [
+        encode_item_parts([column[i] for _, column in columns if column[i] is not None]) for i in range(n)
+    ]
+
+
+def _changed(values: Sequence[object]) -> list[bool]:
+    """True at the first value and wherever a value differs from the one before."""
+    return [True] + [a != b for a, b in itertools.pairwise(values)]
+
+
+def _wedge_position_column(beam: LinacBeam, beam_rows: Sequence[int]) -> tuple[int, list[bytes | None]]:
+    """The Wedge Position Sequence element of each item (None where no wedge changed)."""
+    states = [
+        tuple("IN" if beam.wedge_in[row, k] else "OUT" for k in range(len(beam.wedges))) for row in beam_rows
+    ]
+    position_key, number_key = _CP_KEYS["WedgePosition"], _CP_KEYS["ReferencedWedgeNumber"]
+    sequence_key = _CP_KEYS["WedgePositionSequence"]
+    column: list[bytes | None] = []
+    for state, write in zip(states, _changed(states), strict=True):
+        if not write:
+            column.append(None)
+            continue
+        items = [
+            encode_item_parts(sorted([position_key.text(position), number_key.text(str(wedge.number))]))
+            for wedge, position in zip(beam.wedges, state, strict=True)
+        ]
+        column.append(sequence_key.sequence(items))
+    return sequence_key.tag, column
+
+
+def _device_position_column(positions: Mapping[str, list[str]], count: int) -> tuple[int, list[bytes | None]]:
+    """The Beam Limiting Device Position Sequence element of each item: the devices that moved."""
+    type_key, positions_key = _CP_KEYS["RTBeamLimitingDeviceType"], _CP_KEYS["LeafJawPositions"]
+    sequence_key = _CP_KEYS["BeamLimitingDevicePositionSequence"]
+    per_device = []
+    for device_type, texts in positions.items():
+        head = type_key.text(device_type)
+        encoded = positions_key.column(texts, _changed(texts))
+        per_device.append(
+            [None if element is None else encode_item_parts([head, element]) for element in encoded]
+        )
+    column: list[bytes | None] = [None] * count
+    for i, device_items in enumerate(zip(*per_device, strict=True)):
+        present = [item for item in device_items if item is not None]
+        if present:
+            column[i] = sequence_key.sequence(present)
+    return sequence_key.tag, column
 
 
 # The decimal-string attributes of a control point item, formatted for all control points at once:
@@ -591,10 +665,10 @@ _SCALAR_COLUMNS = (
 )
 
 
-def _scalar_texts(
+def _scalar_columns(
     beam: LinacBeam, control_points: Sequence[DeliveredControlPoint], beam_rows: Sequence[int]
-) -> list[dict[str, str | None]]:
-    """Per recorded control point, the DS text of each ``_SCALAR_COLUMNS`` value (None: not finite)."""
+) -> dict[str, list[str | None]]:
+    """Per ``_SCALAR_COLUMNS`` keyword, its DS text at each recorded control point (None: not finite)."""
     columns = []
     for _, key, decimals, is_angle in _SCALAR_COLUMNS:
         if key.startswith("dose_rate"):
@@ -611,13 +685,13 @@ def _scalar_texts(
         columns.append(column)
     table = np.column_stack(columns)
     finite = np.isfinite(table)
-    keywords = [keyword for keyword, _, _, _ in _SCALAR_COLUMNS]
     decimals = max(decimals for _, _, decimals, _ in _SCALAR_COLUMNS)
-    rows = ds_rows(np.where(finite, table, 0.0), decimals)
-    texts = []
-    for row_text, row_finite in zip(rows, finite.tolist(), strict=True):
-        values = row_text.split("\\")
-        texts.append({k: v if ok else None for k, v, ok in zip(keywords, values, row_finite, strict=True)})
+    rows = [row.split("\\") for row in ds_rows(np.where(finite, table, 0.0), decimals)]
+    texts: dict[str, list[str | None]] = {}
+    for index, (keyword, _, _, _) in enumerate(_SCALAR_COLUMNS):
+        texts[keyword] = [
+            row[index] if ok else None for row, ok in zip(rows, finite[:, index].tolist(), strict=True)
+        ]
     return texts
 
 
@@ -679,80 +753,6 @@ _ANGLE_AXES = (  # (angle keyword, direction keyword, LinacBeam direction attrib
     ("PatientSupportAngle", "PatientSupportRotationDirection", "couch_direction"),
 )
 _TABLE_KEYWORDS = ("TableTopVerticalPosition", "TableTopLongitudinalPosition", "TableTopLateralPosition")
-
-
-def _encoded(keyword: str, text: str | None) -> tuple[int, bytes]:
-    """``(tag, encoded element)`` of a control-point attribute's text value."""
-    key = _CP_KEYS[keyword]
-    return key.tag, key.text(text)
-
-
-def _control_point_item(
-    beam: LinacBeam,
-    row: int,
-    dcp: DeliveredControlPoint,
-    device_positions: Mapping[str, str],
-    scalars: Mapping[str, str | None],
-    bounds: _Bounds,
-    session_start: datetime,
-    previous: dict[str, object],
-    *,
-    first: bool,
-) -> bytes:
-    """One Control Point Delivery Sequence item, encoded; ``previous`` holds the last value per attribute."""
-    specified = float(beam.cumulative_meterset_mu[row])
-    delivered = max(bounds.start, min(specified, bounds.end, bounds.start + dcp.delivered_meterset))
-    date, time = dicom_date_time(session_start + timedelta(seconds=dcp.time_s))
-    elements = [
-        _encoded("ReferencedControlPointIndex", str(dcp.plan_cp_index)),
-        _encoded("TreatmentControlPointDate", date),
-        _encoded("TreatmentControlPointTime", time),
-        _encoded("SpecifiedMeterset", format_ds(specified, METERSET_DECIMALS)),
-        _encoded("DeliveredMeterset", format_ds(delivered, METERSET_DECIMALS)),
-        _encoded("DoseRateSet", scalars["DoseRateSet"]),
-        _encoded("DoseRateDelivered", scalars["DoseRateDelivered"]),
-    ]
-    if first:
-        elements.append(_encoded("NominalBeamEnergyUnit", "MV" if beam.radiation_type == "PHOTON" else "MEV"))
-    changed = {  # written at the first item, then only where the value changes (PS3.3 C.8.8.14.5)
-        "NominalBeamEnergy": scalars["NominalBeamEnergy"],
-        "TableTopEccentricAngle": "0",
-        "TableTopEccentricRotationDirection": "NONE",
-    }
-    for angle_kw, direction_kw, directions_attribute in _ANGLE_AXES:
-        changed[angle_kw] = scalars[angle_kw]
-        changed[direction_kw] = getattr(beam, directions_attribute)[row] or "NONE"
-    for keyword in _TABLE_KEYWORDS:
-        changed[keyword] = scalars[keyword]
-    for keyword, text in changed.items():
-        if first or previous.get(keyword) != text:
-            elements.append(_encoded(keyword, text))
-            previous[keyword] = text
-    if beam.wedges:
-        wedge_state = tuple("IN" if beam.wedge_in[row, k] else "OUT" for k in range(len(beam.wedges)))
-        if first or previous.get("wedges") != wedge_state:
-            positions = [
-                encode_item(
-                    (_encoded("WedgePosition", state), _encoded("ReferencedWedgeNumber", str(wedge.number)))
-                )
-                for wedge, state in zip(beam.wedges, wedge_state, strict=True)
-            ]
-            elements.append(_encoded_sequence("WedgePositionSequence", positions))
-            previous["wedges"] = wedge_state
-    devices = []
-    for device_type, text in device_positions.items():
-        if first or previous.get(device_type) != text:
-            device = (_encoded("RTBeamLimitingDeviceType", device_type), _encoded("LeafJawPositions", text))
-            devices.append(encode_item(device))
-            previous[device_type] = text
-    if devices:
-        elements.append(_encoded_sequence("BeamLimitingDevicePositionSequence", devices))
-    return encode_item(elements)
-
-
-def _encoded_sequence(keyword: str, items: Sequence[bytes]) -> tuple[int, bytes]:
-    key = _CP_KEYS[keyword]
-    return key.tag, key.sequence(items)
 
 
 def _actual(dcp: DeliveredControlPoint, key: str, planned: np.ndarray | None, row: int) -> np.ndarray | None:

@@ -10,7 +10,7 @@ Sequences and items get defined lengths, as pydicom itself writes them (PS3.5 7.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
@@ -55,6 +55,21 @@ class ElementKey:
         """The element for a text value (ASCII: codes, numbers, dates); None gives an empty element."""
         return self.encode(b"" if value is None else value.encode("ascii"))
 
+    def column(self, texts: Sequence[str | None], write: Sequence[bool] | None = None) -> list[bytes | None]:
+        """The element for each text (None where ``write`` is False): one attribute across many items."""
+        prefix, padding = self._prefix, self._padding
+        values = [b"" if text is None else text.encode("ascii") for text in texts]
+        values = [value + padding if len(value) % 2 else value for value in values]
+        if values and max(map(len, values)) > (0xFFFFFFFF if self._long_length else _MAX_SHORT_LENGTH):
+            raise ValueError(f"{self.keyword}: a value does not fit a {self.vr} element")
+        size = 4 if self._long_length else 2
+        if write is None:
+            return [prefix + len(value).to_bytes(size, "little") + value for value in values]
+        return [
+            prefix + len(value).to_bytes(size, "little") + value if keep else None
+            for value, keep in zip(values, write, strict=True)
+        ]
+
     def sequence(self, items: Iterable[bytes]) -> bytes:
         """The element for a sequence of already encoded items (see :func:`encode_item`)."""
         return self.encode(b"".join(items))
@@ -62,7 +77,12 @@ class ElementKey:
 
 def encode_item(elements: Iterable[tuple[int, bytes]]) -> bytes:
     """One sequence item from ``(tag, encoded element)`` pairs, written in ascending tag order."""
-    body = b"".join(encoded for _, encoded in sorted(elements))
+    return encode_item_parts([encoded for _, encoded in sorted(elements)])
+
+
+def encode_item_parts(elements: Sequence[bytes]) -> bytes:
+    """One sequence item from encoded elements already in ascending tag order."""
+    body = b"".join(elements)
     return _ITEM_HEADER.pack(_ITEM_GROUP, _ITEM_ELEMENT, len(body)) + body
 
 
