@@ -266,19 +266,26 @@ def _rate_limits(
     return energy.max_dose_rate_mu_per_min, None
 
 
-def _segment(
-    kind: SegmentKind, start: int, end: int, timing: SegmentTiming, i: int, dmeter: float
-) -> Segment:
-    return Segment(
-        kind=kind,
-        start_cp=start,
-        end_cp=end,
-        duration_s=float(timing.duration_s[i]),
-        meterset_delta=dmeter,
-        beam_rate_per_min=float(timing.beam_rate_per_min[i]) if dmeter > 0 else 0.0,
-        limiting_axis=timing.limiting_axis[i],
-        axis_times_s={k: float(v[i]) for k, v in timing.axis_times_s.items()},
-    )
+def _segments(
+    kinds: Sequence[SegmentKind], start: int, timing: SegmentTiming, dmeter: Sequence[float]
+) -> list[Segment]:
+    """One Segment per row of ``timing`` (segment i runs from control point start + i to start + i + 1)."""
+    durations, rates = timing.duration_s.tolist(), timing.beam_rate_per_min.tolist()
+    names = list(timing.axis_times_s)
+    axis_rows = zip(*(timing.axis_times_s[name].tolist() for name in names), strict=True)
+    return [
+        Segment(
+            kind=kind,
+            start_cp=start + i,
+            end_cp=start + i + (kind is not SegmentKind.SETUP),
+            duration_s=durations[i],
+            meterset_delta=dmeter[i],
+            beam_rate_per_min=rates[i] if dmeter[i] > 0 else 0.0,
+            limiting_axis=timing.limiting_axis[i],
+            axis_times_s=dict(zip(names, axis_row, strict=True)),
+        )
+        for i, (kind, axis_row) in enumerate(zip(kinds, axis_rows, strict=True))
+    ]
 
 
 def _setup_segment(
@@ -297,7 +304,8 @@ def _setup_segment(
         else:
             deltas[key] = np.zeros((1, *np.shape(start)))
     timing = segment_timing(_motions(deltas, beam, linac, where), np.zeros(1), 1.0)
-    return _segment(SegmentKind.SETUP, 0, 0, timing, 0, 0.0)
+    (segment,) = _segments([SegmentKind.SETUP], 0, timing, [0.0])
+    return segment
 
 
 def _build_unit(
@@ -327,15 +335,13 @@ def _build_unit(
             rate_set_per_min=rate_set,
             rate_bins_per_min=bins,
         )
-        startup_pending = linac.beam_on_startup_s > 0
-        for i in range(n - 1):
-            delta = float(dmeter[i])
-            kind = SegmentKind.BEAM if delta > 0 else SegmentKind.HOLD_MOVE
-            segment = _segment(kind, i, i + 1, timing, i, delta)
-            if kind is SegmentKind.BEAM and startup_pending:
-                startup_pending = False
-                segment = _with_startup(segment, linac.beam_on_startup_s)
-            segments.append(segment)
+        deltas_mu = dmeter.tolist()
+        kinds = [SegmentKind.BEAM if delta > 0 else SegmentKind.HOLD_MOVE for delta in deltas_mu]
+        beam_segments = _segments(kinds, 0, timing, deltas_mu)
+        first_beam = next((i for i, kind in enumerate(kinds) if kind is SegmentKind.BEAM), None)
+        if first_beam is not None and linac.beam_on_startup_s > 0:
+            beam_segments[first_beam] = _with_startup(beam_segments[first_beam], linac.beam_on_startup_s)
+        segments.extend(beam_segments)
 
     return ProgramUnit(
         number=beam.number,
