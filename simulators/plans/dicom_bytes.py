@@ -71,6 +71,9 @@ class ParsedSequence(bytes):
         encoded.items = items
         return encoded
 
+    def __getnewargs__(self) -> tuple[bytes, list[RawItem]]:  # copy, deepcopy and pickle
+        return bytes(self), self.items
+
     items: list[RawItem]
 
 

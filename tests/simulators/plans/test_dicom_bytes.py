@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from pathlib import Path
 
 import pydicom
@@ -142,3 +144,13 @@ def test_complete_items_of_a_damaged_sequence(tmp_path: Path, undefined: bool) -
     items = complete_items(damaged, False)
     assert [item[0x300A0112] for item in items] == [b"0 ", b"1 "]
     assert complete_items(element.value, False) == parse_items(element.value, False)
+
+
+@pytest.mark.parametrize("undefined", [False, True], ids=["defined", "undefined-lengths"])
+def test_a_fast_read_dataset_copies_and_pickles(tmp_path: Path, undefined: bool) -> None:
+    path = _write(_plan(undefined), tmp_path / "plan.dcm", ExplicitVRLittleEndian)
+    ds = read_part10(path)
+    for twin in (copy.deepcopy(ds), copy.copy(ds), pickle.loads(pickle.dumps(ds))):
+        element = twin.BeamSequence[0].get_item(CONTROL_POINT_SEQUENCE_TAG)
+        assert [item[0x300A0112] for item in parse_items(element.value, False)] == [b"0 ", b"1 ", b"2 "]
+        assert twin == pydicom.dcmread(path)
