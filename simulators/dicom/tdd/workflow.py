@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -181,6 +182,7 @@ class Device:
         self._claim_failure = ""
         self._final_failure = ""
         self._delivery_progress_seen = False
+        self._reporter: _ProgressReporter | None = None
         # consecutive operations reuse an association per peer (released after 0.5 s idle, and on close)
         self._pool = AssociationPool()
 
@@ -319,6 +321,7 @@ class Device:
         except _WorkitemAbort as abort:
             return abort.outcome
         finally:
+            self._settle_progress()
             with self._lock:
                 self._current_ups = None
                 self._token = None
@@ -543,7 +546,8 @@ class Device:
             )
         finally:
             shutdown_watch.stop()
-            reporter.stop()
+            reporter.close()  # its last N-SET may still be on its way: see _settle_progress
+            self._reporter = reporter
             entry.progress_percent = reporter.last_percent
             entry.beam_in_progress = reporter.last_beam
             self._delivery_progress_seen = reporter.calls > 0
@@ -586,8 +590,8 @@ class Device:
             entry.record_class_uid = str(record.SOPClassUID)
             entry.record_study_uid = str(record.get("StudyInstanceUID", ""))
             entry.record_series_uid = str(record.get("SeriesInstanceUID", ""))
-            self.journal.add_record(record, entry.record_ae, ups)
-            record_path = self._write_output(ups, record, outcome)
+            journaled = self.journal.add_record(record, entry.record_ae, ups)
+            record_path = self._write_output(ups, record, outcome, journaled.path)
         entry.phase = Phase.DELIVERED
         self.journal.save_claim(entry)
         self.checkpoint("record_journaled", ups)
@@ -633,12 +637,18 @@ class Device:
                 entry, percent, unit.number, f"beam {unit.number} ({index + 1} of {len(result.units)})"
             )
 
-    def _write_output(self, ups: str, record: Dataset, outcome: SessionOutcome) -> Path | None:
+    def _write_output(
+        self, ups: str, record: Dataset, outcome: SessionOutcome, journaled: Path | None = None
+    ) -> Path | None:
+        """The record (a copy of the journal's file: the same bytes, not encoded again) and summary."""
         folder = self.config.out_dir / ups
         try:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"RTRECORD_{record.SOPInstanceUID}.dcm"
-            record.save_as(path, enforce_file_format=True)
+            if journaled is not None:
+                shutil.copyfile(journaled, path)
+            else:
+                record.save_as(path, enforce_file_format=True)
             if outcome.summary is not None:
                 (folder / "summary.json").write_text(json.dumps(outcome.summary, indent=1, default=str))
             return path
@@ -662,6 +672,15 @@ class Device:
 
     # -- RO-62 -------------------------------------------------------------------------------------
     def _progress(self, entry: ClaimEntry, percent: float, beam: int | None, description: str) -> None:
+        """RO-62 from the workflow's thread, after the delivery's reports still on their way."""
+        self._settle_progress()
+        if self._send_progress(entry, percent, beam, description):
+            entry.progress_percent = percent
+            if beam is not None:
+                entry.beam_in_progress = beam
+
+    def _send_progress(self, entry: ClaimEntry, percent: float, beam: int | None, description: str) -> bool:
+        """One RO-62 N-SET; False if it did not reach the TMS (logged: progress is informational)."""
         what = f"RO-62 progress {percent:.0f} % for UPS {entry.ups_uid}"
         try:
             status = self._client(self.config.tms, retry=False).n_set(
@@ -669,15 +688,20 @@ class Device:
             )
         except NetworkError as exc:
             LOG.warning("%s", exc)
-            return
+            return False
         if status != codes.SUCCESS:
             LOG.warning("%s: status 0x%04X", what, status)
         else:
             beam_text = f" (beam {beam} in progress)" if beam is not None else ""
             LOG.info("%s%s", what, beam_text)
-        entry.progress_percent = percent
-        if beam is not None:
-            entry.beam_in_progress = beam
+        return True
+
+    def _settle_progress(self) -> None:
+        """Wait until the last delivery's progress reporter has sent what it had queued (RO-62 stays
+        before RO-63 .. RO-65); meanwhile the workflow journaled and wrote the record."""
+        reporter, self._reporter = self._reporter, None
+        if reporter is not None:
+            reporter.join()
 
     # -- RO-63 .. RO-65 ----------------------------------------------------------------------------
     def _store_record(self, pending: PendingRecord) -> bool:
@@ -712,6 +736,7 @@ class Device:
         recovered: bool = False,
     ) -> WorkitemOutcome:
         """Store the record (if any), then RO-64 final N-SET and RO-65 N-ACTION."""
+        self._settle_progress()
         ups = entry.ups_uid
         outcome = WorkitemOutcome(
             ups,
@@ -915,6 +940,8 @@ class _ProgressReporter:
         self.last_percent = 0.0
         self.calls = 0
         self.step = max(device.config.progress_step_percent, 0.0)
+        self.lock = threading.Lock()
+        self.closed = False
 
     def start(self) -> None:
         self.thread.start()
@@ -945,14 +972,23 @@ class _ProgressReporter:
             if item is None:
                 return
             percent, beam, description = item
-            self.device._progress(self.entry, percent, beam, description)
-            self.entry.progress_percent = percent
-            self.entry.beam_in_progress = beam
-            with contextlib.suppress(RtsimError):
-                self.device.journal.save_claim(self.entry)
+            if not self.device._send_progress(self.entry, percent, beam, description):
+                continue
+            with self.lock:
+                if self.closed:  # the workflow's thread owns the entry and the journal again
+                    continue
+                self.entry.progress_percent = percent
+                self.entry.beam_in_progress = beam
+                with contextlib.suppress(RtsimError):
+                    self.device.journal.save_claim(self.entry)
 
-    def stop(self) -> None:
+    def close(self) -> None:
+        """No more reports; those queued still go out, but no longer touch the entry or the journal."""
+        with self.lock:
+            self.closed = True
         self.queue.put(None)
+
+    def join(self) -> None:
         self.thread.join()
 
 
