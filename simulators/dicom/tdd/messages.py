@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from pydicom import Dataset
+from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.dataelem import RawDataElement
 from pydicom.sequence import Sequence
 
 from simulators.dicom import codes
 from simulators.dicom.codes import Code
 from simulators.errors import RtsimError
+from simulators.plans.dicom_bytes import DicomBytesError, RawItem, parse_items
 
 DELIVERY_INSTRUCTION_CLASSES = (
     codes.RT_BEAMS_DELIVERY_INSTRUCTION_STORAGE,
@@ -51,28 +54,69 @@ TAG_LABEL = 0x00741204
 TAG_PROCESSING_PARAMETERS_SEQUENCE = 0x00741210
 
 
-def _text(ds: Dataset, tag: int, *, strip: bool = True) -> str:
-    """A text attribute's value ('' if absent or empty), read straight from its bytes when they are
-    plain ASCII without ISO 2022 escapes (a received identifier's elements are raw; converting each one
-    through pydicom cost ~1.5 ms per worklist item); otherwise through pydicom (character sets, values
-    already converted).
+class _ParsedItem:
+    """A sequence item read straight from its bytes (``values``: tag -> bytes, or a nested sequence's
+    items), with the character sets of the identifier it came from."""
+
+    __slots__ = ("encodings", "values")
+
+    def __init__(self, values: RawItem, encodings: list[str]) -> None:
+        self.values = values
+        self.encodings = encodings
+
+
+Item = Dataset | _ParsedItem
+
+
+def _ascii(value: bytes) -> str | None:
+    """``value`` as text if it is plain ASCII without ISO 2022 escapes (else None)."""
+    return value.decode("ascii") if value.isascii() and b"\x1b" not in value else None
+
+
+def _text(ds: Item, tag: int, *, strip: bool = True) -> str:
+    """A text attribute's value ('' if absent or empty), read straight from its bytes where possible (a
+    received identifier's elements are raw; converting each one through pydicom cost ~1.5 ms per
+    worklist item), otherwise through pydicom (character sets, values already converted).
     Trailing spaces and NULs are dropped, as pydicom does; ``strip`` drops leading spaces too."""
+    if isinstance(ds, _ParsedItem):
+        value = ds.values.get(tag)
+        if not isinstance(value, bytes):
+            return ""
+        text = _ascii(value)
+        if text is None:
+            text = decode_bytes(value, ds.encodings, set())
+        text = text.rstrip(" \x00")
+        return text.strip() if strip else text
     elem = ds.get_item(tag)
     if elem is None:
         return ""
     value = elem.value
-    if isinstance(value, bytes) and value.isascii() and b"\x1b" not in value:  # no ISO 2022 escapes
-        text = value.decode("ascii").rstrip(" \x00")
+    text = _ascii(value) if isinstance(value, bytes) else None
+    if text is not None:
+        text = text.rstrip(" \x00")
     else:
         value = ds[tag].value
         text = "" if value is None else str(value)
     return text.strip() if strip else text
 
 
-def _items(ds: Dataset, tag: int) -> list[Dataset]:
-    """The items of a sequence attribute ([] if absent or empty)."""
-    if ds.get_item(tag) is None:
+def _items(ds: Item, tag: int) -> list[Item]:
+    """The items of a sequence attribute ([] if absent or empty); a still-encoded (little endian)
+    sequence is read straight from its bytes rather than into pydicom Datasets."""
+    if isinstance(ds, _ParsedItem):
+        value = ds.values.get(tag)
+        return [_ParsedItem(item, ds.encodings) for item in value] if isinstance(value, list) else []
+    elem = ds.get_item(tag)
+    if elem is None:
         return []
+    if isinstance(elem, RawDataElement) and isinstance(elem.value, bytes) and elem.is_little_endian:
+        try:
+            items = parse_items(elem.value, elem.is_implicit_VR)
+        except DicomBytesError:
+            pass  # pydicom reads it below, or names what is wrong with it
+        else:
+            encodings = convert_encodings(ds.get("SpecificCharacterSet"))
+            return [_ParsedItem(item, encodings) for item in items]
     return list(ds[tag].value or [])
 
 
@@ -89,7 +133,7 @@ def code_item(code: Code) -> Dataset:
     return ds
 
 
-def code_from_item(item: Dataset) -> Code:
+def code_from_item(item: Item) -> Code:
     return Code(
         _text(item, TAG_CODE_VALUE, strip=False),
         _text(item, TAG_CODING_SCHEME, strip=False),
@@ -213,7 +257,7 @@ def _first_code(ds: Dataset, keyword: str) -> Code | None:
     return code_from_item(seq[0])
 
 
-def _first_code_at(ds: Dataset, tag: int) -> Code | None:
+def _first_code_at(ds: Item, tag: int) -> Code | None:
     items = _items(ds, tag)
     return code_from_item(items[0]) if items else None
 

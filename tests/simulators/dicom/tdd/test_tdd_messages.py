@@ -211,3 +211,33 @@ def test_cancel_request_event_information_is_read():
         "110515",
     )
     assert msg.parse_cancel_request("1.2", None).reason_code is None
+
+
+@pytest.mark.parametrize("implicit", [True, False], ids=["implicit", "explicit"])
+def test_a_received_worklist_item_reads_the_same_from_its_bytes(implicit):
+    """As C-FIND delivers it (raw elements, sequences still encoded), with Latin-1 text, the item reads
+    the same as from the Dataset it was encoded from."""
+    from io import BytesIO
+
+    from pydicom.dataelem import RawDataElement
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import read_dataset
+    from pydicom.filewriter import write_dataset
+
+    ds = pydicom.dcmread(TDW / "Cache" / "TDW-RO-58-C-FIND-Rsp.dcm", force=True)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName = "Müller^Jürgen"
+    ds.ScheduledStationNameCodeSequence[0].CodeMeaning = "Gerät 1 (Bestrahlungsraum Süd)"
+    ds.ScheduledProcessingParametersSequence[0].TextValue = "TREATMENT"
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = implicit, True
+    write_dataset(fp, ds)
+    received = read_dataset(BytesIO(fp.getvalue()), implicit, True)
+    assert isinstance(received.get_item(0x00404025), RawDataElement)  # the sequence is still encoded
+
+    item = msg.parse_workitem(received)
+    assert item == msg.parse_workitem(ds)
+    assert item.patient_name == "Müller^Jürgen"
+    assert item.station_code == Code("TDD", "TMS", "Gerät 1 (Bestrahlungsraum Süd)")
+    assert len(item.inputs) == 3
+    assert item.delivery_type == "TREATMENT"
