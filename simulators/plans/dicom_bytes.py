@@ -22,7 +22,6 @@ import contextlib
 import functools
 import struct
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,8 @@ _KNOWN_VRS = _LONG_LENGTH_VRS | {
     b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
 }  # fmt: skip
 _TAG = struct.Struct("<HH").unpack_from
+_EXPLICIT_HEADER = struct.Struct("<HH2sH").unpack_from  # group, element, VR, 2-byte length
+_IMPLICIT_HEADER = struct.Struct("<HHI").unpack_from  # group, element, 4-byte length
 _U16 = struct.Struct("<H").unpack_from
 _U32 = struct.Struct("<I").unpack_from
 
@@ -77,12 +78,19 @@ class ParsedSequence(bytes):
     items: list[RawItem]
 
 
-@lru_cache(maxsize=4096)
+_SEQUENCE_TAGS: dict[int, bool] = {}
+
+
 def _is_sequence_tag(tag: int) -> bool:
-    try:
-        return dictionary_VR(tag) == "SQ"
-    except KeyError:
-        return False
+    """Whether the data dictionary makes ``tag`` a sequence (implicit VR data); remembered per tag."""
+    known = _SEQUENCE_TAGS.get(tag)
+    if known is None:
+        try:
+            known = dictionary_VR(tag) == "SQ"
+        except KeyError:
+            known = False
+        _SEQUENCE_TAGS[tag] = known
+    return known
 
 
 def _tag_text(tag: int) -> str:
@@ -100,18 +108,20 @@ def _header(buf: bytes, pos: int, implicit: bool) -> tuple[int, bytes | None, in
     """(tag, VR or None, value length, value offset) of the element at ``pos``."""
     if pos + 8 > len(buf):
         raise DicomBytesError(f"byte {pos}: an element header runs past the end of the data")
-    group, element = _TAG(buf, pos)
+    if implicit:
+        group, element, length = _IMPLICIT_HEADER(buf, pos)
+        return group << 16 | element, None, length, pos + 8
+    group, element, vr, short_length = _EXPLICIT_HEADER(buf, pos)
     tag = group << 16 | element
-    if implicit or group == 0xFFFE:  # items and delimiters have no VR in any transfer syntax
+    if group == 0xFFFE:  # items and delimiters have no VR in any transfer syntax
         return tag, None, _U32(buf, pos + 4)[0], pos + 8
-    vr = buf[pos + 4 : pos + 6]
     if vr in _LONG_LENGTH_VRS:
         if pos + 12 > len(buf):
             raise DicomBytesError(f"byte {pos}: an element header runs past the end of the data")
         return tag, vr, _U32(buf, pos + 8)[0], pos + 12
     if vr not in _KNOWN_VRS:
         raise DicomBytesError(f"byte {pos}: {_tag_text(tag)} has no valid VR ({vr!r})")
-    return tag, vr, _U16(buf, pos + 6)[0], pos + 8
+    return tag, vr, short_length, pos + 8
 
 
 def _is_sequence(tag: int, vr: bytes | None, length: int) -> bool:
