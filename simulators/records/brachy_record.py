@@ -34,9 +34,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from pydicom import config
-from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import RTBrachyTreatmentRecordStorage
@@ -63,16 +60,25 @@ from simulators.records.beams_record import (
     _file_meta,
     _patient_and_study,
     dicom_date_time,
+    mark_written_encoding,
     rtsim_version,
 )
 from simulators.records.decimal_strings import format_ds
+from simulators.records.element_encoding import ElementKey, encode_item_parts, raw_sequence_element
 from simulators.records.uids import RTSIM_UID_ROOT, UidSource
 
 TIME_DECIMALS = 3
-_REFERENCED_CP_INDEX = tag_for_keyword("ReferencedControlPointIndex")
-_TREATMENT_CP_DATE = tag_for_keyword("TreatmentControlPointDate")
-_TREATMENT_CP_TIME = tag_for_keyword("TreatmentControlPointTime")
-_RELATIVE_POSITION = tag_for_keyword("ControlPointRelativePosition")
+_CP_KEYS = {
+    keyword: ElementKey(keyword)
+    for keyword in (
+        "BrachyControlPointDeliveredSequence",
+        "BrachyPulseControlPointDeliveredSequence",
+        "TreatmentControlPointDate",
+        "TreatmentControlPointTime",
+        "ControlPointRelativePosition",
+        "ReferencedControlPointIndex",
+    )
+}
 POSITION_DECIMALS = 2
 PRIVATE_CREATOR = "RTSIM 1.0"
 PRIVATE_GROUP = 0x0011
@@ -219,6 +225,7 @@ def build_brachy_treatment_record(
     ):
         ds.SpecificCharacterSet = "ISO_IR 192"
     ds.file_meta = _file_meta(ds)
+    mark_written_encoding(ds)
     return ds
 
 
@@ -333,7 +340,7 @@ def _channel_item(
             per_pulse.append((unit_plan, unit, _cp_items(unit_plan, unit, start)))
     first_items = per_pulse[0][2] if per_pulse else []
     item.NumberOfControlPoints = len(first_items)
-    item.BrachyControlPointDeliveredSequence = DicomSequence(first_items)
+    _set_encoded_sequence(item, "BrachyControlPointDeliveredSequence", first_items)
     if pdr:
         pulses = []
         for unit_plan, unit, cp_items in per_pulse:
@@ -342,11 +349,16 @@ def _channel_item(
             one = _ChannelRun([unit_plan], [unit], [None])
             left, back = _safe_times(one, al.source_speed_mm_per_s, al.safe_to_channel_mm, retraction_extra_s)
             _put_safe_times(pulse, start, left, back)
-            pulse.BrachyPulseControlPointDeliveredSequence = DicomSequence(cp_items)
+            _set_encoded_sequence(pulse, "BrachyPulseControlPointDeliveredSequence", cp_items)
             pulses.append(pulse)
         item.PulseSpecificBrachyControlPointDeliveredSequence = DicomSequence(pulses)
     end_s = max([return_s or 0.0] + [cp.time_s for u in run.units for cp in u.control_points])
     return item, end_s
+
+
+def _set_encoded_sequence(item: Dataset, keyword: str, encoded_items: list[bytes]) -> None:
+    key = _CP_KEYS[keyword]
+    item[key.tag] = raw_sequence_element(key, encoded_items)
 
 
 def _put_safe_times(item: Dataset, start: datetime, exit_s: float | None, return_s: float | None) -> None:
@@ -402,33 +414,32 @@ def _time_of_synthetic(unit: UnitResult, local_index: int) -> float | None:
     return synthetic[local_index].time_s if len(synthetic) > local_index else None
 
 
-def _cp_items(planned: PlannedUnit, unit: UnitResult, start: datetime) -> list[Dataset]:
-    """Brachy Control Point Delivered items: plan control points reached and the point where it stopped."""
+def _cp_items(planned: PlannedUnit, unit: UnitResult, start: datetime) -> list[bytes]:
+    """Brachy Control Point Delivered items, encoded: plan control points reached and where it stopped.
+
+    A PDR course record has tens of thousands of these: they are encoded column by column straight to
+    bytes (``element_encoding``), not as pydicom Datasets.
+    """
     channel = planned.channel
     rows = {int(index): row for row, index in enumerate(channel.control_point_indices)}
-    items = []
-    for dcp in unit.control_points:
-        if dcp.plan_cp_index < 0:
-            continue  # the synthetic safe / check-cable points
+    points = [dcp for dcp in unit.control_points if dcp.plan_cp_index >= 0]  # not safe / check cable
+    positions = []
+    for dcp in points:
         row = rows.get(dcp.plan_cp_index)
         if row is None:
             raise RtsimError(f"channel {channel.number}: result names control point {dcp.plan_cp_index}")
-        day, clock = dicom_date_time(start + timedelta(seconds=dcp.time_s))
         position = dcp.positions.get(SOURCE_AXIS)
-        value = float(position) if position is not None else float(channel.relative_positions_mm[row])
-        # values made here are valid by construction: skip pydicom's per-value regex checks (a PDR course
-        # record has tens of thousands of these items)
-        cp = Dataset()
-        cp.add(DataElement(_REFERENCED_CP_INDEX, "IS", str(dcp.plan_cp_index), validation_mode=config.IGNORE))
-        cp.add(DataElement(_TREATMENT_CP_DATE, "DA", day, validation_mode=config.IGNORE))
-        cp.add(DataElement(_TREATMENT_CP_TIME, "TM", clock, validation_mode=config.IGNORE))
-        cp.add(
-            DataElement(
-                _RELATIVE_POSITION, "DS", format_ds(value, POSITION_DECIMALS), validation_mode=config.IGNORE
-            )
+        positions.append(
+            float(position) if position is not None else float(channel.relative_positions_mm[row])
         )
-        items.append(cp)
-    return items
+    moments = [start + timedelta(seconds=dcp.time_s) for dcp in points]
+    columns = (  # in tag order
+        _CP_KEYS["TreatmentControlPointDate"].column([moment.strftime("%Y%m%d") for moment in moments]),
+        _CP_KEYS["TreatmentControlPointTime"].column([moment.strftime("%H%M%S.%f") for moment in moments]),
+        _CP_KEYS["ControlPointRelativePosition"].column([format_ds(v, POSITION_DECIMALS) for v in positions]),
+        _CP_KEYS["ReferencedControlPointIndex"].column([str(dcp.plan_cp_index) for dcp in points]),
+    )
+    return [encode_item_parts(parts) for parts in zip(*columns, strict=True)]
 
 
 # --- summary ------------------------------------------------------------------------------------------
