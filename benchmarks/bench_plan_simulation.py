@@ -45,7 +45,7 @@ def deliver_once(plan_path: Path, out_dir: Path, seed: int) -> float:
     from machine_models import load_model
     from simulators.devices.session import DeliverySession, SessionRequest
     from simulators.plans.dicom_reader import read_dataset_file
-    from simulators.records.beams_record import write_record
+    from simulators.records.common import write_record
     from simulators.records.summary import build_summary, write_summary
 
     machine = load_model(MACHINE)
@@ -112,7 +112,7 @@ PHASES = {  # label -> (file suffix, function name) whose cumulative time cProfi
     "program": ("devices/linac_driver.py", "build_program"),
     "engine": ("core/engine.py", "run"),
     "build record": ("devices/linac_driver.py", "build_record"),
-    "write record": ("records/beams_record.py", "write_record"),
+    "write record": ("records/common.py", "write_record"),
 }
 
 

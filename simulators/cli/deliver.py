@@ -10,7 +10,7 @@ from machine_models import load_model
 from simulators.devices.session import DeliverySession, SessionRequest
 from simulators.errors import PlanRefusedError, RtsimError
 from simulators.plans.dicom_reader import read_dataset_file
-from simulators.records.beams_record import write_record
+from simulators.records.common import write_record
 from simulators.records.summary import build_summary, format_human_summary, write_summary
 
 

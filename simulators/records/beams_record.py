@@ -39,30 +39,33 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from importlib import metadata
-from pathlib import Path
 
 import numpy as np
 from pydicom import config as pydicom_config
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, RTBeamsTreatmentRecordStorage
+from pydicom.uid import RTBeamsTreatmentRecordStorage
 
 from machine_models.schema import MachineModel
 from simulators.core.program import DeliveryProgram
 from simulators.core.results import DeliveredControlPoint, DeliveryResult, UnitResult
 from simulators.errors import RtsimError
 from simulators.plans.model import BeamTask, LinacBeam, LinacPlan
+from simulators.records.common import (
+    MANUFACTURER,
+    dicom_date_time,
+    file_meta_for,
+    mark_written_encoding,
+    patient_and_study,
+    rtsim_version,
+)
 from simulators.records.decimal_strings import ds_rows, format_ds
 from simulators.records.element_encoding import ElementKey, encode_item_parts, raw_sequence_element
-from simulators.records.uids import IMPLEMENTATION_CLASS_UID, RTSIM_UID_ROOT, UidSource
+from simulators.records.uids import RTSIM_UID_ROOT, UidSource
 
-MANUFACTURER = "rtsim"
 VERIFICATION_STATUSES = ("VERIFIED", "VERIFIED_OVR", "NOT_VERIFIED")
 
 # Rounding of decimal strings: metersets to 1e-5 (as vendor records), positions/angles to 1e-3 mm/deg.
@@ -70,32 +73,6 @@ METERSET_DECIMALS = 5
 POSITION_DECIMALS = 3
 RATE_DECIMALS = 3
 TIME_DECIMALS = 3
-
-
-def rtsim_version() -> str:
-    """The installed rtsim version (Software Versions, Implementation Version Name)."""
-    try:
-        return metadata.version("rtsim")
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        return "0"
-
-
-def mark_written_encoding(ds: Dataset) -> None:
-    """Declare ``ds`` (recursively) as already in Explicit VR Little Endian with its character set.
-
-    pydicom otherwise treats a new dataset's encoding as unknown and re-parses and re-checks every
-    element on write (ambiguous VR correction): half of a large record's write time.
-    """
-    ds.set_original_encoding(False, True, ds._character_set)
-    for element in ds.values():
-        if element.VR == "SQ" and not isinstance(element, RawDataElement):  # raw: encoded already
-            for item in element.value:
-                mark_written_encoding(item)
-
-
-def dicom_date_time(moment: datetime) -> tuple[str, str]:
-    """DA and TM strings for ``moment`` (TM with microseconds)."""
-    return moment.strftime("%Y%m%d"), moment.strftime("%H%M%S.%f")
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +220,7 @@ def _build_record(
         )
 
     ds = Dataset()
-    _patient_and_study(ds, plan)
+    patient_and_study(ds, plan.identity.patient)
     ended = result.session_start + timedelta(seconds=last_time_s)
     _series_and_equipment(
         ds,
@@ -293,39 +270,12 @@ def _build_record(
         ds.TimezoneOffsetFromUTC = f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
     if _needs_utf8(ds):
         ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.file_meta = _file_meta(ds)
+    ds.file_meta = file_meta_for(ds)
     mark_written_encoding(ds)
     return ds
 
 
-def write_record(ds: Dataset, path: str | os.PathLike[str]) -> Path:
-    """Write ``ds`` as a DICOM Part 10 file (preamble + File Meta) atomically; returns the path."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if "TransferSyntaxUID" not in getattr(ds, "file_meta", Dataset()):
-        ds.file_meta = _file_meta(ds)
-    partial = target.with_name(target.name + ".partial")
-    ds.save_as(partial, enforce_file_format=True)
-    os.replace(partial, target)
-    return target
-
-
 # --- modules ------------------------------------------------------------------------------------------
-
-
-def _patient_and_study(ds: Dataset, plan: LinacPlan) -> None:
-    """Patient and General Study modules, copied from the plan."""
-    patient = plan.identity.patient
-    ds.PatientName = patient.patient_name
-    ds.PatientID = patient.patient_id
-    ds.PatientBirthDate = patient.patient_birth_date
-    ds.PatientSex = patient.patient_sex
-    ds.StudyInstanceUID = patient.study_instance_uid
-    ds.StudyDate = patient.study_date
-    ds.StudyTime = patient.study_time
-    ds.ReferringPhysicianName = patient.referring_physician_name
-    ds.StudyID = patient.study_id
-    ds.AccessionNumber = patient.accession_number
 
 
 def _series_and_equipment(
@@ -366,16 +316,6 @@ def _patient_setup(ds: Dataset, plan: LinacPlan, beams: Sequence[LinacBeam]) -> 
         item.PatientPosition = plan.patient_position
         items.append(item)
     ds.PatientSetupSequence = DicomSequence(items)
-
-
-def _file_meta(ds: Dataset) -> FileMetaDataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = f"RTSIM_{rtsim_version()}"[:16]
-    return meta
 
 
 def _needs_utf8(ds: Dataset) -> bool:

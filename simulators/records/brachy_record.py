@@ -55,12 +55,12 @@ from simulators.devices.afterloader import (
 )
 from simulators.errors import RtsimError
 from simulators.plans.brachy_model import BrachyPlan, BrachyTask
-from simulators.records.beams_record import (
+from simulators.records.common import (
     MANUFACTURER,
-    _file_meta,
-    _patient_and_study,
     dicom_date_time,
+    file_meta_for,
     mark_written_encoding,
+    patient_and_study,
     rtsim_version,
 )
 from simulators.records.decimal_strings import format_ds
@@ -160,7 +160,7 @@ def build_brachy_treatment_record(
         setup_items.append(_setup_item(setup, task, channel_items, setup_units, result, verification_status))
 
     ds = Dataset()
-    _patient_and_study(ds, plan)
+    patient_and_study(ds, plan.identity.patient)
     ended = result.session_start + timedelta(seconds=last_time_s)
     ds.Modality = "RTRECORD"
     ds.SeriesInstanceUID = uids.next("series")
@@ -224,7 +224,7 @@ def build_brachy_treatment_record(
         not str(ds.get(k, "")).isascii() for k in ("PatientName", "OperatorsName", "ReferringPhysicianName")
     ):
         ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.file_meta = _file_meta(ds)
+    ds.file_meta = file_meta_for(ds)
     mark_written_encoding(ds)
     return ds
 

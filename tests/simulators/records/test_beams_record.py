@@ -37,7 +37,8 @@ from simulators.plans.model import (
     PlanIdentity,
     WedgeSpec,
 )
-from simulators.records.beams_record import build_beams_treatment_record, write_record
+from simulators.records.beams_record import build_beams_treatment_record
+from simulators.records.common import write_record
 from simulators.records.decimal_strings import format_ds
 
 SESSION_START = datetime(2026, 3, 2, 8, 30, 0)

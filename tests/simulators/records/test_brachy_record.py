@@ -15,8 +15,8 @@ from simulators.devices.afterloader_faults import AfterloaderFaults
 from simulators.devices.session import DeliverySession, SessionRequest
 from simulators.plans.brachy_model import BrachyTask, ChannelWindow
 from simulators.plans.samples.brachy import sample_brachy_plan
-from simulators.records.beams_record import write_record
 from simulators.records.brachy_record import PRIVATE_CREATOR
+from simulators.records.common import write_record
 from simulators.records.summary import build_summary
 
 HDR = load_model("microselectron-v3")
