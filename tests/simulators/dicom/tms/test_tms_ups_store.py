@@ -258,3 +258,69 @@ def test_find_refuses_an_invalid_date_key_even_without_candidates(store):
     query.ScheduledProcedureStepStartDateTime = "tomorrow-ish"
     with pytest.raises(MatchKeyError, match="ScheduledProcedureStepStartDateTime"):
         store.find(query)
+
+
+@pytest.mark.parametrize("end", ["COMPLETED", "CANCELED"])
+def test_each_version_of_a_workitem_file_is_what_pydicom_writes(tmp_path, end):
+    """The workitem file is written from the elements' kept bytes; it must stay byte for byte what
+    pydicom writes for the current content, through every change and a restart (elements read back
+    from the file), including a change of character set."""
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    def assert_file_is_current(store: UpsStore, uid: str) -> None:
+        current = store._items[uid]
+        expected = BytesIO()
+        current.save_as(expected, enforce_file_format=True)
+        assert (tmp_path / "ups" / f"{uid}.dcm").read_bytes() == expected.getvalue()
+
+    def progress(tuid: str, percent: int, description: str) -> Dataset:
+        mods = Dataset()
+        mods.TransactionUID = tuid
+        item = Dataset()
+        item.ProcedureStepProgress = str(percent)
+        item.ProcedureStepProgressDescription = description
+        mods.ProcedureStepProgressInformationSequence = Sequence([item])
+        return mods
+
+    store = UpsStore(tmp_path)
+    uid = created(store)
+    tuid = generate_uid()
+    assert store.change_state(uid, "IN PROGRESS", tuid).status == 0
+    assert_file_is_current(store, uid)
+    assert store.set(uid, progress(tuid, 0, "beam 1")).status == 0
+    assert_file_is_current(store, uid)
+    store.close()
+    store = UpsStore(tmp_path)  # a restart: the elements are read back from the file
+    try:
+        assert store.set(uid, progress(tuid, 50, "beam 2")).status == 0
+        assert_file_is_current(store, uid)
+        latin = progress(tuid, 50, "Strahl 2 läuft")
+        latin.SpecificCharacterSet = "ISO_IR 100"
+        latin.PatientName = "Müller^Jürgen"  # an element the store itself never reads
+        assert store.set(uid, latin).status == 0
+        assert_file_is_current(store, uid)
+        store.close()
+        store = UpsStore(tmp_path)  # the name is raw Latin-1 bytes again
+        utf8 = progress(tuid, 60, "Strahl 2 läuft")
+        utf8.SpecificCharacterSet = "ISO_IR 192"  # the name is encoded again, in UTF-8
+        assert store.set(uid, utf8).status == 0
+        assert_file_is_current(store, uid)
+        assert "Müller^Jürgen".encode() in (tmp_path / "ups" / f"{uid}.dcm").read_bytes()
+        store.close()
+        store = UpsStore(tmp_path)  # raw UTF-8 bytes, written again under the same character set
+        assert store.set(uid, progress(tuid, 70, "beam 3")).status == 0
+        assert_file_is_current(store, uid)
+        assert "Müller^Jürgen".encode() in (tmp_path / "ups" / f"{uid}.dcm").read_bytes()
+        reread = dcmread(tmp_path / "ups" / f"{uid}.dcm")
+        assert reread.PatientName == "Müller^Jürgen"
+        assert store.set(uid, final_update(tuid)).status == 0
+        assert store.change_state(uid, end, tuid).status == 0
+        assert_file_is_current(store, uid)
+        reread = dcmread(tmp_path / "ups" / f"{uid}.dcm")
+        assert reread.ProcedureStepState == end
+        progress_item = reread.ProcedureStepProgressInformationSequence[0]
+        assert ("ProcedureStepCancellationDateTime" in progress_item) == (end == "CANCELED")
+    finally:
+        store.close()
