@@ -356,8 +356,12 @@ class UpsStore:
     def _keep(self, uid: str, ds: Dataset) -> None:
         """The workitem's current content in memory (call with the lock held); cached responses go."""
         self._items[uid] = ds
-        self._facts[uid] = (_text(ds, "ProcedureStepState"), _text(ds, "ScheduledProcedureStepStartDateTime"))
+        state = _text(ds, "ProcedureStepState")
+        self._facts[uid] = (state, _text(ds, "ScheduledProcedureStepStartDateTime"))
         self._responses.pop(uid, None)
+        if state in codes.FINAL_STATES:  # never written again
+            self._encoded.pop(uid, None)
+            self._headers.pop(uid, None)
 
     def close(self) -> None:
         """Close the index database."""
