@@ -544,13 +544,16 @@ class Device:
                 f"UPS {entry.ups_uid}: delivery failed inside the device ({type(exc).__name__}: {exc})",
                 msg.REASON_EQUIPMENT_FAILURE,
             )
-        finally:
-            shutdown_watch.stop()
-            reporter.close()  # its last N-SET may still be on its way: see _settle_progress
-            self._reporter = reporter
-            entry.progress_percent = reporter.last_percent
-            entry.beam_in_progress = reporter.last_beam
-            self._delivery_progress_seen = reporter.calls > 0
+        except BaseException:  # the device is going down mid-delivery (a crash): what the reporter has
+            shutdown_watch.stop()  # queued is sent and journaled first, as before a real death
+            reporter.drain()
+            raise
+        shutdown_watch.stop()
+        reporter.close()  # its last N-SET may still be on its way: see _settle_progress
+        self._reporter = reporter
+        entry.progress_percent = reporter.last_percent
+        entry.beam_in_progress = reporter.last_beam
+        self._delivery_progress_seen = reporter.calls > 0
         if not self._delivery_progress_seen:
             # no beam reported its start (refused, or a deliverer without progress): RO-62 still tells the
             # TMS where the step stands, at 0 %, before any per-beam report or the final update
@@ -972,8 +975,7 @@ class _ProgressReporter:
             if item is None:
                 return
             percent, beam, description = item
-            if not self.device._send_progress(self.entry, percent, beam, description):
-                continue
+            self.device._send_progress(self.entry, percent, beam, description)
             with self.lock:
                 if self.closed:  # the workflow's thread owns the entry and the journal again
                     continue
@@ -989,6 +991,11 @@ class _ProgressReporter:
         self.queue.put(None)
 
     def join(self) -> None:
+        self.thread.join()
+
+    def drain(self) -> None:
+        """No more reports; those queued go out and are journaled, then the thread ends."""
+        self.queue.put(None)
         self.thread.join()
 
 
