@@ -418,17 +418,21 @@ def final_update(
     cancellation: Cancellation | None = None,
     performer_name: str = "",
     radiation_delivered: bool = True,
+    progress_description: str = "",
 ) -> Dataset:
     """RO-64 modification list. Never carries SOP Class/Instance UID or Procedure Step State.
 
     ``radiation_delivered=False`` (a refusal, nothing delivered) leaves out the Performed Procedure
-    Sequence, as the IHE-RO test tool expects for a cancel without radiation.
+    Sequence, as the IHE-RO test tool expects for a cancel without radiation. ``progress_description``
+    goes with the progress (the device repeats its last RO-62's, so the progress does not change).
     """
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.TransactionUID = transaction_uid
     progress = Dataset()
     progress.ProcedureStepProgress = _percent(progress_percent)
+    if progress_description:
+        progress.ProcedureStepProgressDescription = latin1(progress_description)[:1024]
     if cancellation is not None:
         progress.ProcedureStepCancellationDateTime = dicom_dt(cancellation.moment)
         progress.ReasonForCancellation = latin1(cancellation.reason_text)[:10240]

@@ -14,7 +14,8 @@ One pass (:meth:`Device.run_once`):
    not reported twice, as "0 %" and "0 %, beam 1", nor the end, as "100 %, beam N" and "100 %").
 7. RO-63 C-STORE of the record to the OST (journaled first; kept and re-sent until acknowledged; the
    UPS stays IN PROGRESS meanwhile so that the Output Information is true when sent).
-8. RO-64 final N-SET (Output Information Sequence, or the cancellation reason) and RO-65 N-ACTION.
+8. RO-64 final N-SET (Output Information Sequence, or the cancellation reason), unsubscribe, and
+   RO-65 N-ACTION.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ NetworkError = (AssociationFailedError, PeerCommunicationError)
 STORE_OK = (0x0000, 0xB000, 0xB006, 0xB007)
 TERMINATION_CODE_CANCEL = "UPS-CANCEL"
 TERMINATION_CODE_SHUTDOWN = "SHUTDOWN"
+END_DESCRIPTION = "all beams delivered"  # RO-62 100 % and the RO-64 of a COMPLETED workitem
 
 
 class TmsUnavailableError(RtsimError):
@@ -183,6 +185,7 @@ class Device:
         self._final_failure = ""
         self._delivery_progress_seen = False
         self._reporter: _ProgressReporter | None = None
+        self._watching: str | None = None  # the UPS this device subscribed to (Watch)
         # consecutive operations reuse an association per peer (released after 0.5 s idle, and on close)
         self._pool = AssociationPool()
 
@@ -368,8 +371,7 @@ class Device:
         try:
             return self._deliver_claimed(item, entry, plan, plan_ref, token)
         finally:
-            if self.config.watch:
-                self._unsubscribe(ups)
+            self._end_watch()
 
     def _own_station_code(self) -> Code:
         return Code(self.config.station, codes.STATION_CODING_SCHEME, codes.STATION_CODE_MEANING)
@@ -405,6 +407,7 @@ class Device:
         return False
 
     def _subscribe(self, ups: str) -> None:
+        self._watching = ups  # unsubscribed by _end_watch whatever the answer
         what = f"Watch: subscribe to UPS {ups} (Receiving AE {self.config.ae_title})"
         try:
             status, _ = self._client(self.config.tms, retry=False).n_action(
@@ -415,6 +418,14 @@ class Device:
             return
         if status not in (codes.SUCCESS, codes.WARNING_DELETION_LOCK_NOT_GRANTED):
             LOG.warning("%s: status 0x%04X; a cancel request will not be heard", what, status)
+
+    def _end_watch(self) -> None:
+        """Unsubscribe from the workitem being watched, if any: after the final update (RO-64), when the
+        device has nothing left to hear (its RO-65 state report would only come back to it), or when
+        the workitem ends another way."""
+        ups, self._watching = self._watching, None
+        if ups is not None:
+            self._unsubscribe(ups)
 
     def _unsubscribe(self, ups: str) -> None:
         what = f"Watch: unsubscribe from UPS {ups}"
@@ -599,7 +610,7 @@ class Device:
         self.journal.save_claim(entry)
         self.checkpoint("record_journaled", ups)
         if completed:
-            self._progress(entry, 100.0, None, "all beams delivered")
+            self._progress(entry, 100.0, None, END_DESCRIPTION)
         result_outcome = self._finish_entry(entry, item.label, session=outcome)
         result_outcome.record_path = record_path
         return result_outcome
@@ -810,6 +821,8 @@ class Device:
             cancellation=cancellation,
             performer_name=self.config.operator_name,
             radiation_delivered=output is not None,
+            # as the last RO-62 said: the progress information is unchanged, no Progress report follows
+            progress_description=END_DESCRIPTION if state == codes.STATE_COMPLETED else "",
         )
         tms = self._tms
         what = f"RO-64 final update of UPS {ups}"
@@ -824,6 +837,7 @@ class Device:
             LOG.warning("%s: status 0x%04X", what, status)
         else:
             LOG.info("%s: done (output: %s)", what, "the record" if output is not None else "none")
+        self._end_watch()
         what = f"RO-65 {state} UPS {ups}"
         status, _ = tms.n_action(
             msg.state_change(state, entry.transaction_uid), codes.ACTION_CHANGE_STATE, ups, what
