@@ -14,8 +14,7 @@ One pass (:meth:`Device.run_once`):
    not reported twice, as "0 %" and "0 %, beam 1", nor the end, as "100 %, beam N" and "100 %").
 7. RO-63 C-STORE of the record to the OST (journaled first; kept and re-sent until acknowledged; the
    UPS stays IN PROGRESS meanwhile so that the Output Information is true when sent).
-8. RO-64 final N-SET (Output Information Sequence, or the cancellation reason), unsubscribe, and
-   RO-65 N-ACTION.
+8. RO-64 final N-SET (Output Information Sequence, or the cancellation reason) and RO-65 N-ACTION.
 """
 
 from __future__ import annotations
@@ -420,9 +419,7 @@ class Device:
             LOG.warning("%s: status 0x%04X; a cancel request will not be heard", what, status)
 
     def _end_watch(self) -> None:
-        """Unsubscribe from the workitem being watched, if any: after the final update (RO-64), when the
-        device has nothing left to hear (its RO-65 state report would only come back to it), or when
-        the workitem ends another way."""
+        """Unsubscribe from the workitem being watched, if any (once it ended, whichever way)."""
         ups, self._watching = self._watching, None
         if ups is not None:
             self._unsubscribe(ups)
@@ -837,7 +834,6 @@ class Device:
             LOG.warning("%s: status 0x%04X", what, status)
         else:
             LOG.info("%s: done (output: %s)", what, "the record" if output is not None else "none")
-        self._end_watch()
         what = f"RO-65 {state} UPS {ups}"
         status, _ = tms.n_action(
             msg.state_change(state, entry.transaction_uid), codes.ACTION_CHANGE_STATE, ups, what

@@ -203,7 +203,7 @@ def test_treatment_with_the_ihe_ro_tdw_ii_objects_completes(peers, tmp_path):
     assert out.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == outcome.record_uid
     assert out.ReferencedSOPSequence[0].ReferencedSOPClassUID == "1.2.840.10008.5.1.4.1.1.481.4"
     assert out.DICOMRetrievalSequence[0].RetrieveAETitle == "OST"
-    # RO-65 COMPLETED with the same Transaction UID
+    # RO-65 COMPLETED with the same Transaction UID, then unsubscribe
     end = tms.of_kind("N-ACTION", 1)[-1]
     assert (end.dataset.ProcedureStepState, end.dataset.TransactionUID) == (
         "COMPLETED",
@@ -211,13 +211,13 @@ def test_treatment_with_the_ihe_ro_tdw_ii_objects_completes(peers, tmp_path):
     )
     assert end.status == 0x0000
     assert len(tms.of_kind("N-ACTION", 4)) == 1
-    # the final update repeats the last progress report's description (no new Progress report), and
-    # the device unsubscribes between RO-64 and RO-65 (RO-65's state report would only come back to it)
+    # the final update repeats the last progress report's description (no new Progress report); the
+    # device unsubscribes after RO-65
     last_progress = tms.of_kind("N-SET")[-2].dataset.ProcedureStepProgressInformationSequence[0]
     final_progress = final.ProcedureStepProgressInformationSequence[0]
     assert final_progress.ProcedureStepProgressDescription == last_progress.ProcedureStepProgressDescription
     order = [(r.kind, r.action_type) for r in tms.requests if r.kind in ("N-SET", "N-ACTION")]
-    assert order[-3:] == [("N-SET", 0), ("N-ACTION", 4), ("N-ACTION", 1)]
+    assert order[-3:] == [("N-SET", 0), ("N-ACTION", 1), ("N-ACTION", 4)]
 
 
 @pytest.mark.parametrize(
