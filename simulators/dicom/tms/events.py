@@ -13,6 +13,7 @@ that cannot be delivered is logged and dropped (PS3.4 CC.2.4.3: no obligation to
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -42,6 +43,9 @@ class Delivery:
     problem: str = ""
 
 
+DELIVERY_HISTORY = 1000
+
+
 class EventSender:
     """Queue and send UPS N-EVENT-REPORTs on a worker thread."""
 
@@ -69,7 +73,8 @@ class EventSender:
         self._pending = 0
         self.idle_release_s = idle_release_s
         self._kept: dict[str, tuple[Any, float]] = {}  # receiving AE -> (association, idle since)
-        self.deliveries: list[Delivery] = []
+        # the most recent deliveries (diagnostics, tests): bounded, a TMS serves for months
+        self.deliveries: collections.deque[Delivery] = collections.deque(maxlen=DELIVERY_HISTORY)
 
     def start(self) -> None:
         """Start the worker thread."""

@@ -13,6 +13,7 @@ from tms_helpers import WAIT_S
 from simulators.dicom import codes
 from simulators.dicom.assoc_tuning import prompt_release
 from simulators.dicom.peers import Peer
+from simulators.dicom.tms import events
 from simulators.dicom.tms.events import EventSender
 from simulators.dicom.tms.server import stop_server
 from simulators.dicom.tms.ups_store import UpsEvent
@@ -137,3 +138,18 @@ def test_prompt_release_still_ends_the_association_and_its_reactor(receiver):
     assert not assoc.dul.is_alive()
     assert receiver.wait_for(lambda: receiver.released == 1)
     ae.shutdown()
+
+
+def test_the_delivery_history_is_bounded(monkeypatch):
+    """A TMS runs for months: only the most recent deliveries are kept."""
+    monkeypatch.setattr(events, "DELIVERY_HISTORY", 3)
+    sender = EventSender("TMS", lambda ae: None)  # nobody to send to: each report is recorded undelivered
+    sender.start()
+    try:
+        for number in range(5):
+            sender.submit([report(f"1.2.{number}")])
+            assert sender.flush(WAIT_S)
+    finally:
+        sender.stop()
+    assert [d.sop_instance_uid for d in sender.deliveries] == ["1.2.2", "1.2.3", "1.2.4"]
+    assert all(d.status is None for d in sender.deliveries)
