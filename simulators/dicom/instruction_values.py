@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+from pydicom.dataset import Dataset
 
 from simulators.errors import PlanReadError
+from simulators.records.common import file_meta_for
 
 
 def int_value(item: Dataset, keyword: str, tag: str, where: str, *, required: bool = True) -> int | None:
@@ -47,11 +47,6 @@ def attribute_words(keyword: str) -> str:
 
 
 def attach_file_meta(ds: Dataset) -> Dataset:
-    """Give ``ds`` the file meta it needs to be stored or sent (Explicit VR Little Endian)."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.file_meta = meta
+    """Give ``ds`` the file meta it needs to be stored or sent (Explicit VR Little Endian, rtsim's)."""
+    ds.file_meta = file_meta_for(ds)
     return ds
