@@ -8,18 +8,16 @@ import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import UnifiedProcedureStepEvent, Verification
-from tms_helpers import WAIT_S
+from tms_helpers import WAIT_S, LoopbackScp
 
 from simulators.dicom import codes
 from simulators.dicom.assoc_tuning import prompt_release
-from simulators.dicom.peers import Peer
 from simulators.dicom.tms import events
 from simulators.dicom.tms.events import EventSender
-from simulators.dicom.tms.server import stop_server
 from simulators.dicom.tms.ups_store import UpsEvent
 
 
-class Receiver:
+class Receiver(LoopbackScp):
     """A subscriber's event receiver that counts the associations it accepted and those released."""
 
     def __init__(self) -> None:
@@ -50,21 +48,11 @@ class Receiver:
             (evt.EVT_RELEASED, count("released")),
             (evt.EVT_N_EVENT_REPORT, on_report),
         ]
-        self.ae = ae
-        self.server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
-        self.peer = Peer("SUB", "127.0.0.1", int(self.server.server_address[1]))
+        self.serve(ae, handlers)
 
     def wait_for(self, predicate) -> bool:
         with self.cond:
             return self.cond.wait_for(predicate, WAIT_S)
-
-    def abort_all(self) -> None:
-        for assoc in list(self.server.active_associations):
-            assoc.abort()
-
-    def stop(self) -> None:
-        stop_server(self.server)
-        self.ae.shutdown()
 
 
 @pytest.fixture

@@ -16,13 +16,12 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
-from tms_helpers import WAIT_S, association, make_config, read_plan, status_of
+from tms_helpers import WAIT_S, LoopbackScp, association, make_config, read_plan, status_of
 
-from simulators.dicom.peers import Peer
-from simulators.dicom.tms.server import TmsServer, stop_server
+from simulators.dicom.tms.server import TmsServer
 
 
-class Destination:
+class Destination(LoopbackScp):
     """A Move Destination that counts the associations it accepted."""
 
     def __init__(self) -> None:
@@ -45,17 +44,7 @@ class Destination:
             return 0x0000
 
         handlers = [(evt.EVT_ESTABLISHED, on_established), (evt.EVT_C_STORE, on_store)]
-        self.ae = ae
-        self.server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
-        self.peer = Peer("TDD", "127.0.0.1", int(self.server.server_address[1]))
-
-    def abort_all(self) -> None:
-        for assoc in list(self.server.active_associations):
-            assoc.abort()
-
-    def stop(self) -> None:
-        stop_server(self.server)
-        self.ae.shutdown()
+        self.serve(ae, handlers)
 
 
 @pytest.fixture

@@ -44,6 +44,23 @@ def read_plan() -> Dataset:
     return dcmread(PLAN_PATH, force=True)
 
 
+class LoopbackScp:
+    """A test SCP on 127.0.0.1 (ephemeral port): serve an AE with handlers, abort its associations, stop."""
+
+    def serve(self, ae: AE, handlers: list) -> None:
+        self.ae = ae
+        self.server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
+        self.peer = Peer(str(ae.ae_title), "127.0.0.1", int(self.server.server_address[1]))
+
+    def abort_all(self) -> None:
+        for assoc in list(self.server.active_associations):
+            assoc.abort()
+
+    def stop(self) -> None:
+        stop_server(self.server)
+        self.ae.shutdown()
+
+
 @dataclass
 class Peerling:
     """A device-like AE: UPS Event receiver and Storage SCP (C-MOVE destination), on an ephemeral port."""
