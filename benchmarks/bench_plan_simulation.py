@@ -8,7 +8,7 @@ and slowest wall time (target: every run < 0.5 s) and peak memory (target < 200 
 resident set, which includes the interpreter, numpy, pydicom and simpy; and tracemalloc's peak of Python
 allocations during one delivery).
 
-    .venv/bin/python benchmarks/bench_plan_simulation.py [--repeat 5]
+    .venv/bin/python benchmarks/bench_plan_simulation.py [--repeat 9]
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def measure(plan_path: Path, repeat: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="deliveries per plan (default 5)")
+    parser.add_argument("--repeat", type=int, default=9, help="deliveries per plan (default 9)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--phases", action="store_true", help="also profile where the time goes")
     args = parser.parse_args(argv)

@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # arguments per script (full size, quick); a benchmark not listed runs with its own defaults
 ARGUMENTS: dict[str, tuple[list[str], list[str]]] = {
-    "bench_plan_simulation.py": (["--repeat", "5"], ["--repeat", "2"]),
+    "bench_plan_simulation.py": (["--repeat", "9"], ["--repeat", "5"]),  # a median needs a few runs
     "bench_fraction_overhead.py": (["--fractions", "20"], ["--fractions", "5"]),
     "bench_many_devices.py": (
         ["--devices", "20", "--stations", "10", "--fractions", "200"],
