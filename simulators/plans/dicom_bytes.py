@@ -162,25 +162,31 @@ def _read_items(
 
 
 def _read_raw_item(buf: bytes, pos: int, end: int | None, implicit: bool) -> tuple[RawItem, int]:
-    """One item as a :class:`RawItem` and the offset after it (``end`` None: after its Item Delimiter)."""
+    """One item as a :class:`RawItem` and the offset after it (``end`` None: after its Item Delimiter).
+
+    A sequence written as UN (a writer that did not know the tag) is read as the Implicit VR Little
+    Endian sequence PS3.5 6.2.2 says its value is, as pydicom reads it.
+    """
     item = RawItem()
     limit = len(buf) if end is None else end
     while pos < limit:
         tag, vr, length, start = _header(buf, pos, implicit)
-        if length == _UNDEFINED:
-            if tag == _ITEM_END and end is None:
-                return item, start
-            if not _is_sequence(tag, vr, length):
-                raise DicomBytesError(f"byte {pos}: {_tag_text(tag)} has an undefined length")
-            item[tag], pos = _read_items(buf, start, None, implicit, _read_raw_item)
-            continue
+        undefined = length == _UNDEFINED
         if tag == _ITEM_END and end is None:
             return item, start
-        pos = start + length
-        if pos > limit:
-            raise _overrun(tag, start, length)
-        if _is_sequence(tag, vr, length):
-            item[tag], _ = _read_items(buf, start, pos, implicit, _read_raw_item)
+        if not undefined:
+            pos = start + length
+            if pos > limit:
+                raise _overrun(tag, start, length)
+        if vr == b"UN":
+            sequence, nested_implicit = undefined or _is_sequence_tag(tag), True
+        else:
+            sequence, nested_implicit = _is_sequence(tag, vr, length), implicit
+        if sequence:
+            stop = None if undefined else pos
+            item[tag], pos = _read_items(buf, start, stop, nested_implicit, _read_raw_item)
+        elif undefined:
+            raise DicomBytesError(f"byte {start - 8}: {_tag_text(tag)} has an undefined length")
         else:
             item[tag] = buf[start:pos]
     if end is None:

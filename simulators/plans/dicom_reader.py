@@ -613,10 +613,11 @@ def _control_point_items(beam: Dataset, where: _Where) -> list[Dataset] | list[R
     """The beam's control points: parsed straight from the bytes when still encoded (fast), else as read."""
     element = beam.get_item(CONTROL_POINT_SEQUENCE_TAG) if CONTROL_POINT_SEQUENCE_TAG in beam else None
     if isinstance(element, RawDataElement) and element.value is not None and element.is_little_endian:
+        implicit = element.is_implicit_VR or element.VR == "UN"  # a UN sequence's value is implicit VR
         try:
-            return parse_items(element.value, element.is_implicit_VR)
+            return parse_items(element.value, implicit)
         except DicomBytesError as exc:
-            complete = len(complete_items(element.value, element.is_implicit_VR))
+            complete = len(complete_items(element.value, implicit))
             declared = _get_int(beam, "NumberOfControlPoints", where)
             raise where.error(
                 "ControlPointSequence" if declared is None else "NumberOfControlPoints",

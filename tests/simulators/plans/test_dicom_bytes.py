@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import copy
 import pickle
+import struct
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -28,6 +33,7 @@ from simulators.plans.dicom_bytes import (
     parse_items,
     read_part10,
 )
+from simulators.plans.dicom_reader import read_plan_dataset
 
 IHE_RO_FILES = sorted(IHE_RO_DIR.rglob("*.dcm"))
 PYDICOM_FILES = [
@@ -154,3 +160,51 @@ def test_a_fast_read_dataset_copies_and_pickles(tmp_path: Path, undefined: bool)
         element = twin.BeamSequence[0].get_item(CONTROL_POINT_SEQUENCE_TAG)
         assert [item[0x300A0112] for item in parse_items(element.value, False)] == [b"0 ", b"1 ", b"2 "]
         assert twin == pydicom.dcmread(path)
+
+
+def _encoded_items(items: list[Dataset], implicit: bool) -> bytes:
+    """A sequence value: the items as pydicom writes them (defined lengths)."""
+    holder = Dataset()
+    holder.BeamLimitingDevicePositionSequence = DicomSequence(items)
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR, buffer.is_little_endian = implicit, True
+    write_dataset(buffer, holder)
+    return buffer.getvalue()[8 if implicit else 12 :]  # after the sequence's own header
+
+
+@pytest.mark.parametrize("undefined", [False, True], ids=["defined", "undefined-length"])
+def test_a_sequence_written_as_un_is_read_as_its_implicit_vr_value(undefined: bool) -> None:
+    """A writer that did not know the tag writes UN; its value is Implicit VR (PS3.5 6.2.2), as pydicom
+    reads it."""
+    device = Dataset()
+    device.RTBeamLimitingDeviceType = "ASYMY"
+    device.LeafJawPositions = [-40.0, 60.5]
+    implicit_value = _encoded_items([device], implicit=True)
+    if undefined:
+        un = struct.pack("<HH2s2xI", 0x300A, 0x011A, b"UN", 0xFFFFFFFF) + implicit_value
+        un += struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+    else:
+        un = struct.pack("<HH2s2xI", 0x300A, 0x011A, b"UN", len(implicit_value)) + implicit_value
+    index = struct.pack("<HH2sH", 0x300A, 0x0112, b"IS", 2) + b"0 "
+    body = index + un
+    control_points = struct.pack("<HHI", 0xFFFE, 0xE000, len(body)) + body  # one explicit VR item
+    (item,) = parse_items(control_points, implicit=False)
+    (position,) = item[0x300A011A]
+    assert position[0x300A00B8].strip() == b"ASYMY"
+    assert position[0x300A011C].strip() == b"-40.0\\60.5"
+
+
+def test_a_control_point_sequence_element_written_as_un_is_read() -> None:
+    """The whole Control Point Sequence as UN in an Explicit VR beam item: the reader parses its value as
+    Implicit VR, as pydicom does."""
+    reference = pydicom.dcmread(get_testdata_file("rtplan.dcm"), force=True)
+    expected = read_plan_dataset(copy.deepcopy(reference), "plan")
+    beam = reference.BeamSequence[0]
+    value = _encoded_items(list(beam.ControlPointSequence), implicit=True)
+    del beam.ControlPointSequence
+    beam[0x300A0111] = RawDataElement(BaseTag(0x300A0111), "UN", len(value), value, 0, False, True)
+    plan = read_plan_dataset(reference, "plan")
+    assert np.array_equal(plan.beams[0].jaw_x_mm, expected.beams[0].jaw_x_mm)
+    assert np.array_equal(
+        plan.beams[0].cumulative_meterset_weight, expected.beams[0].cumulative_meterset_weight
+    )
