@@ -520,8 +520,9 @@ def _control_point_items(
     ]
     scalars = _scalar_columns(beam, points, beam_rows)
     always("ReferencedControlPointIndex", [str(dcp.plan_cp_index) for dcp in points])
-    always("TreatmentControlPointDate", [moment.strftime("%Y%m%d") for moment in moments])
-    always("TreatmentControlPointTime", [moment.strftime("%H%M%S.%f") for moment in moments])
+    dates, times = zip(*map(dicom_date_time, moments), strict=True) if moments else ((), ())
+    always("TreatmentControlPointDate", dates)
+    always("TreatmentControlPointTime", times)
     always("SpecifiedMeterset", [format_ds(value, METERSET_DECIMALS) for value in specified])
     always("DeliveredMeterset", [format_ds(value, METERSET_DECIMALS) for value in delivered])
     always("DoseRateSet", scalars["DoseRateSet"])

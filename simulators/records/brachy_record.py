@@ -433,9 +433,10 @@ def _cp_items(planned: PlannedUnit, unit: UnitResult, start: datetime) -> list[b
             float(position) if position is not None else float(channel.relative_positions_mm[row])
         )
     moments = [start + timedelta(seconds=dcp.time_s) for dcp in points]
+    dates, times = zip(*map(dicom_date_time, moments), strict=True) if moments else ((), ())
     columns = (  # in tag order
-        _CP_KEYS["TreatmentControlPointDate"].column([moment.strftime("%Y%m%d") for moment in moments]),
-        _CP_KEYS["TreatmentControlPointTime"].column([moment.strftime("%H%M%S.%f") for moment in moments]),
+        _CP_KEYS["TreatmentControlPointDate"].column(dates),
+        _CP_KEYS["TreatmentControlPointTime"].column(times),
         _CP_KEYS["ControlPointRelativePosition"].column([format_ds(v, POSITION_DECIMALS) for v in positions]),
         _CP_KEYS["ReferencedControlPointIndex"].column([str(dcp.plan_cp_index) for dcp in points]),
     )
