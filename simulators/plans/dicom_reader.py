@@ -331,14 +331,9 @@ def _get_str(item: Dataset | RawItem, keyword: str, default: str = "") -> str:
 
 
 def _get_float(item: Dataset | RawItem, keyword: str, where: _Where) -> float | None:
-    if type(item) is RawItem:  # the control-point fast path: absent is the common case after point 0
+    if type(item) is RawItem:
         value = item.get(_tag(keyword))
-        if type(value) is not bytes:
-            return None
-        numbers = _encoded_numbers(value, keyword, where, single=True)
-        if numbers is not None and len(numbers) != 1:
-            raise where.error(keyword, f"expected one value, found {len(numbers)}")
-        return None if numbers is None else numbers[0]
+        return _one_number(value, keyword, where) if type(value) is bytes else None
     numbers = _raw_ds_numbers(item, keyword, where, single=True)
     if numbers is not None:
         if len(numbers) != 1:
@@ -370,27 +365,31 @@ def _get_int(item: Dataset | RawItem, keyword: str, where: _Where) -> int | None
 
 
 def _raw_ds_numbers(
-    item: Dataset | RawItem, keyword: str, where: _Where, *, single: bool = False
+    item: Dataset, keyword: str, where: _Where, *, single: bool = False
 ) -> list[float] | None:
-    """The numbers of a still-encoded DS (or IS) element, without one DSfloat object per number.
+    """The numbers of a still-encoded DS element, without one DSfloat object per number.
 
     None when the element is absent, empty, or already decoded (then the normal path reads it).
     """
     tag = _tag(keyword)
-    if type(item) is RawItem:
-        value = item.get(tag)
-        if type(value) is not bytes:
-            return None
-    else:
-        if tag not in item:
-            return None
-        element = item.get_item(tag)
-        if not isinstance(element, RawDataElement) or element.VR not in ("DS", None) or element.value is None:
-            return None
-        if element.VR is None and dictionary_VR(tag) != "DS":
-            return None
-        value = element.value
-    return _encoded_numbers(value, keyword, where, single=single)
+    if tag not in item:
+        return None
+    element = item.get_item(tag)
+    if not isinstance(element, RawDataElement) or element.VR not in ("DS", None) or element.value is None:
+        return None
+    if element.VR is None and dictionary_VR(tag) != "DS":
+        return None
+    return _encoded_numbers(element.value, keyword, where, single=single)
+
+
+def _one_number(value: bytes, keyword: str, where: _Where) -> float | None:
+    """The single number of an encoded DS/IS value (None when blank)."""
+    numbers = _encoded_numbers(value, keyword, where, single=True)
+    if numbers is None:
+        return None
+    if len(numbers) != 1:
+        raise where.error(keyword, f"expected one value, found {len(numbers)}")
+    return numbers[0]
 
 
 def _encoded_numbers(value: bytes, keyword: str, where: _Where, *, single: bool) -> list[float] | None:
@@ -413,7 +412,7 @@ def _encoded_numbers(value: bytes, keyword: str, where: _Where, *, single: bool)
     return numbers
 
 
-def _get_floats(item: Dataset | RawItem, keyword: str, where: _Where) -> list[float] | None:
+def _get_floats(item: Dataset, keyword: str, where: _Where) -> list[float] | None:
     numbers = _raw_ds_numbers(item, keyword, where)
     if numbers is not None:
         return numbers
@@ -874,12 +873,9 @@ def _cp_numbers(values: list[object], keyword: str, where: _Where) -> dict[int, 
             continue
         if type(value) is not bytes:
             raise where.at_cp(i).error(keyword, "a sequence where a number belongs")
-        numbers = _encoded_numbers(value, keyword, where.at_cp(i), single=True)
-        if numbers is None:
-            continue
-        if len(numbers) != 1:
-            raise where.at_cp(i).error(keyword, f"expected one value, found {len(numbers)}")
-        found[i] = numbers[0]
+        number = _one_number(value, keyword, where.at_cp(i))
+        if number is not None:
+            found[i] = number
     return found
 
 

@@ -71,13 +71,8 @@ class ElementKey:
         ]
 
     def sequence(self, items: Iterable[bytes]) -> bytes:
-        """The element for a sequence of already encoded items (see :func:`encode_item`)."""
+        """The element for a sequence of already encoded items (see :func:`encode_item_parts`)."""
         return self.encode(b"".join(items))
-
-
-def encode_item(elements: Iterable[tuple[int, bytes]]) -> bytes:
-    """One sequence item from ``(tag, encoded element)`` pairs, written in ascending tag order."""
-    return encode_item_parts([encoded for _, encoded in sorted(elements)])
 
 
 def encode_item_parts(elements: Sequence[bytes]) -> bytes:

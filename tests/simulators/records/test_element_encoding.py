@@ -11,7 +11,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence as DicomSequence
 
-from simulators.records.element_encoding import ElementKey, encode_item, raw_sequence_element
+from simulators.records.element_encoding import ElementKey, encode_item_parts, raw_sequence_element
 
 
 def _pydicom_bytes(ds: Dataset) -> bytes:
@@ -36,12 +36,9 @@ def _control_point() -> Dataset:
 
 def _encoded_control_point() -> bytes:
     k = {kw: ElementKey(kw) for kw in ("RTBeamLimitingDeviceType", "LeafJawPositions")}
-    device = encode_item(
-        [
-            (k["LeafJawPositions"].tag, k["LeafJawPositions"].text("-1.5\\2\\3.25")),
-            (k["RTBeamLimitingDeviceType"].tag, k["RTBeamLimitingDeviceType"].text("MLCX")),
-        ]
-    )  # deliberately out of order: encode_item sorts by tag
+    device = encode_item_parts(  # in tag order, as the caller must give them
+        [k["RTBeamLimitingDeviceType"].text("MLCX"), k["LeafJawPositions"].text("-1.5\\2\\3.25")]
+    )
     elements = []
     for keyword, text in (
         ("TreatmentControlPointTime", "080000.123456"),
@@ -53,7 +50,7 @@ def _encoded_control_point() -> bytes:
         elements.append((key.tag, key.text(text)))
     sequence = ElementKey("BeamLimitingDevicePositionSequence")
     elements.append((sequence.tag, sequence.sequence([device])))
-    return encode_item(elements)
+    return encode_item_parts([encoded for _, encoded in sorted(elements)])
 
 
 def test_item_bytes_equal_pydicom_written_item() -> None:
