@@ -60,6 +60,7 @@ from simulators.records.common import (
     file_meta_for,
     mark_written_encoding,
     patient_and_study,
+    plan_and_record_references,
     rtsim_version,
 )
 from simulators.records.decimal_strings import ds_rows, format_ds
@@ -235,18 +236,7 @@ def _build_record(
     )
     ds.InstanceNumber = instance_number
     ds.TreatmentDate, ds.TreatmentTime = dicom_date_time(ended)
-    plan_ref = Dataset()
-    plan_ref.ReferencedSOPClassUID = plan.identity.sop_class_uid
-    plan_ref.ReferencedSOPInstanceUID = plan.identity.sop_instance_uid
-    ds.ReferencedRTPlanSequence = DicomSequence([plan_ref])
-    if referenced_record_uids:
-        refs = []
-        for uid in referenced_record_uids:
-            ref = Dataset()
-            ref.ReferencedSOPClassUID = RTBeamsTreatmentRecordStorage
-            ref.ReferencedSOPInstanceUID = uid
-            refs.append(ref)
-        ds.ReferencedTreatmentRecordSequence = DicomSequence(refs)
+    plan_and_record_references(ds, plan.identity, RTBeamsTreatmentRecordStorage, referenced_record_uids)
     _patient_setup(ds, plan, [plan.beam(u.number) for u in administered])
     machine_item = Dataset()
     machine_item.TreatmentMachineName = treatment_machine_name

@@ -61,6 +61,7 @@ from simulators.records.common import (
     file_meta_for,
     mark_written_encoding,
     patient_and_study,
+    plan_and_record_references,
     rtsim_version,
 )
 from simulators.records.decimal_strings import format_ds
@@ -176,18 +177,7 @@ def build_brachy_treatment_record(
     ds.SoftwareVersions = f"rtsim {rtsim_version()}"[:64]
     ds.InstanceNumber = instance_number
     ds.TreatmentDate, ds.TreatmentTime = dicom_date_time(ended)
-    plan_ref = Dataset()
-    plan_ref.ReferencedSOPClassUID = plan.identity.sop_class_uid
-    plan_ref.ReferencedSOPInstanceUID = plan.identity.sop_instance_uid
-    ds.ReferencedRTPlanSequence = DicomSequence([plan_ref])
-    if referenced_record_uids:
-        refs = []
-        for uid in referenced_record_uids:
-            ref = Dataset()
-            ref.ReferencedSOPClassUID = RTBrachyTreatmentRecordStorage
-            ref.ReferencedSOPInstanceUID = uid
-            refs.append(ref)
-        ds.ReferencedTreatmentRecordSequence = DicomSequence(refs)
+    plan_and_record_references(ds, plan.identity, RTBrachyTreatmentRecordStorage, referenced_record_uids)
     if plan.patient_position:
         setup = Dataset()
         setup.PatientSetupNumber = 1

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian
 
-from simulators.plans.model import PatientStudy
+from simulators.plans.model import PatientStudy, PlanIdentity
 from simulators.records.uids import IMPLEMENTATION_CLASS_UID
 
 MANUFACTURER = "rtsim"
@@ -58,6 +60,25 @@ def patient_and_study(ds: Dataset, patient: PatientStudy) -> None:
     ds.ReferringPhysicianName = patient.referring_physician_name
     ds.StudyID = patient.study_id
     ds.AccessionNumber = patient.accession_number
+
+
+def plan_and_record_references(
+    ds: Dataset, identity: PlanIdentity, record_class_uid: str, referenced_record_uids: Sequence[str]
+) -> None:
+    """Referenced RT Plan Sequence, and the Referenced Treatment Record Sequence naming earlier records of
+    the same fraction (``record_class_uid``: this record's SOP class)."""
+    plan_ref = Dataset()
+    plan_ref.ReferencedSOPClassUID = identity.sop_class_uid
+    plan_ref.ReferencedSOPInstanceUID = identity.sop_instance_uid
+    ds.ReferencedRTPlanSequence = DicomSequence([plan_ref])
+    if referenced_record_uids:
+        refs = []
+        for uid in referenced_record_uids:
+            ref = Dataset()
+            ref.ReferencedSOPClassUID = record_class_uid
+            ref.ReferencedSOPInstanceUID = uid
+            refs.append(ref)
+        ds.ReferencedTreatmentRecordSequence = DicomSequence(refs)
 
 
 def file_meta_for(ds: Dataset) -> FileMetaDataset:
