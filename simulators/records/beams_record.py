@@ -55,13 +55,12 @@ from simulators.core.results import DeliveredControlPoint, DeliveryResult, UnitR
 from simulators.errors import RtsimError
 from simulators.plans.model import BeamTask, LinacBeam, LinacPlan
 from simulators.records.common import (
-    MANUFACTURER,
     dicom_date_time,
     file_meta_for,
     mark_written_encoding,
     patient_and_study,
     plan_and_record_references,
-    rtsim_version,
+    series_and_equipment,
 )
 from simulators.records.decimal_strings import ds_rows, format_ds
 from simulators.records.element_encoding import ElementKey, encode_item_parts, raw_sequence_element
@@ -223,16 +222,16 @@ def _build_record(
     ds = Dataset()
     patient_and_study(ds, plan.identity.patient)
     ended = result.session_start + timedelta(seconds=last_time_s)
-    _series_and_equipment(
+    fractions = sorted({t.fraction_number for t in beam_tasks or ()}) or [1]
+    series_and_equipment(
         ds,
         machine,
-        uids,
-        operator_name,
-        station_name or treatment_machine_name,
-        device_serial_number,
-        group_number,
-        beam_tasks,
-        institution_name,
+        series_instance_uid=uids.next("series"),
+        description=f"rtsim record FG{group_number} F{','.join(str(f) for f in fractions)}",
+        operator_name=operator_name,
+        station_name=station_name or treatment_machine_name,
+        institution_name=institution_name,
+        device_serial_number=device_serial_number,
     )
     ds.InstanceNumber = instance_number
     ds.TreatmentDate, ds.TreatmentTime = dicom_date_time(ended)
@@ -266,32 +265,6 @@ def _build_record(
 
 
 # --- modules ------------------------------------------------------------------------------------------
-
-
-def _series_and_equipment(
-    ds: Dataset,
-    machine: MachineModel,
-    uids: UidSource,
-    operator_name: str,
-    station_name: str,
-    device_serial_number: str | None,
-    group_number: int,
-    beam_tasks: Sequence[BeamTask] | None,
-    institution_name: str,
-) -> None:
-    """RT Series and General Equipment modules."""
-    ds.Modality = "RTRECORD"
-    ds.SeriesInstanceUID = uids.next("series")
-    ds.SeriesNumber = 1
-    fractions = sorted({t.fraction_number for t in beam_tasks or ()}) or [1]
-    ds.SeriesDescription = f"rtsim record FG{group_number} F{','.join(str(f) for f in fractions)}"[:64]
-    ds.OperatorsName = operator_name
-    ds.Manufacturer = MANUFACTURER
-    ds.InstitutionName = institution_name
-    ds.StationName = station_name[:16]
-    ds.ManufacturerModelName = f"rtsim {machine.model_id}"[:64]
-    ds.DeviceSerialNumber = device_serial_number or f"RTSIM-{machine.model_id}"[:64]
-    ds.SoftwareVersions = f"rtsim {rtsim_version()}"[:64]
 
 
 def _patient_setup(ds: Dataset, plan: LinacPlan, beams: Sequence[LinacBeam]) -> None:

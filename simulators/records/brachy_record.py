@@ -56,13 +56,12 @@ from simulators.devices.afterloader import (
 from simulators.errors import RtsimError
 from simulators.plans.brachy_model import BrachyPlan, BrachyTask
 from simulators.records.common import (
-    MANUFACTURER,
     dicom_date_time,
     file_meta_for,
     mark_written_encoding,
     patient_and_study,
     plan_and_record_references,
-    rtsim_version,
+    series_and_equipment,
 )
 from simulators.records.decimal_strings import format_ds
 from simulators.records.element_encoding import ElementKey, encode_item_parts, raw_sequence_element
@@ -163,18 +162,15 @@ def build_brachy_treatment_record(
     ds = Dataset()
     patient_and_study(ds, plan.identity.patient)
     ended = result.session_start + timedelta(seconds=last_time_s)
-    ds.Modality = "RTRECORD"
-    ds.SeriesInstanceUID = uids.next("series")
-    ds.SeriesNumber = 1
     fractions = sorted({t.fraction_number for t in tasks or ()}) or [1]
-    ds.SeriesDescription = f"rtsim brachy record F{','.join(str(f) for f in fractions)}"[:64]
-    ds.OperatorsName = operator_name
-    ds.Manufacturer = MANUFACTURER
-    ds.InstitutionName = ""
-    ds.StationName = treatment_machine_name[:16]
-    ds.ManufacturerModelName = f"rtsim {machine.model_id}"[:64]
-    ds.DeviceSerialNumber = f"RTSIM-{machine.model_id}"[:64]
-    ds.SoftwareVersions = f"rtsim {rtsim_version()}"[:64]
+    series_and_equipment(
+        ds,
+        machine,
+        series_instance_uid=uids.next("series"),
+        description=f"rtsim brachy record F{','.join(str(f) for f in fractions)}",
+        operator_name=operator_name,
+        station_name=treatment_machine_name,
+    )
     ds.InstanceNumber = instance_number
     ds.TreatmentDate, ds.TreatmentTime = dicom_date_time(ended)
     plan_and_record_references(ds, plan.identity, RTBrachyTreatmentRecordStorage, referenced_record_uids)

@@ -13,6 +13,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian
 
+from machine_models.schema import MachineModel
 from simulators.plans.model import PatientStudy, PlanIdentity
 from simulators.records.uids import IMPLEMENTATION_CLASS_UID
 
@@ -60,6 +61,31 @@ def patient_and_study(ds: Dataset, patient: PatientStudy) -> None:
     ds.ReferringPhysicianName = patient.referring_physician_name
     ds.StudyID = patient.study_id
     ds.AccessionNumber = patient.accession_number
+
+
+def series_and_equipment(
+    ds: Dataset,
+    machine: MachineModel,
+    *,
+    series_instance_uid: str,
+    description: str,
+    operator_name: str,
+    station_name: str,
+    institution_name: str = "",
+    device_serial_number: str | None = None,
+) -> None:
+    """RT Series and General Equipment modules of a record: rtsim, simulating ``machine``."""
+    ds.Modality = "RTRECORD"
+    ds.SeriesInstanceUID = series_instance_uid
+    ds.SeriesNumber = 1
+    ds.SeriesDescription = description[:64]
+    ds.OperatorsName = operator_name
+    ds.Manufacturer = MANUFACTURER
+    ds.InstitutionName = institution_name
+    ds.StationName = station_name[:16]
+    ds.ManufacturerModelName = f"rtsim {machine.model_id}"[:64]
+    ds.DeviceSerialNumber = device_serial_number or f"RTSIM-{machine.model_id}"[:64]
+    ds.SoftwareVersions = f"rtsim {rtsim_version()}"[:64]
 
 
 def plan_and_record_references(
