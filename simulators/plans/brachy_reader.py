@@ -29,7 +29,12 @@ from simulators.plans.brachy_model import (
     BrachyPlan,
     BrachySource,
 )
-from simulators.plans.dicom_reader import attribute_name, lenient_reading, plan_identity, plan_kind
+from simulators.plans.dicom_reader import (
+    lenient_reading,
+    plan_identity,
+    plan_kind,
+    read_error,
+)
 
 LINAC_PLAN_REFUSAL = (
     "RT Plan with beams: this machine is an afterloader and delivers brachytherapy plans only"
@@ -56,8 +61,7 @@ class _Where:
         return ", ".join(parts)
 
     def error(self, keyword: str | None, problem: str) -> PlanReadError:
-        what = f"{attribute_name(keyword)}: " if keyword else ""
-        return PlanReadError(f"{self.text()}: {what}{problem}")
+        return read_error(self.text(), keyword, problem)
 
 
 def read_brachy_plan_dataset(ds: Dataset, source: str) -> BrachyPlan:

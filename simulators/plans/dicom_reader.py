@@ -270,6 +270,12 @@ def attribute_name(keyword: str) -> str:
     return f"{dictionary_description(tag)} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
+def read_error(place: str, keyword: str | None, problem: str) -> PlanReadError:
+    """``place: Attribute Name (gggg,eeee): problem``, the form of every plan reading error."""
+    what = f"{attribute_name(keyword)}: " if keyword else ""
+    return PlanReadError(f"{place}: {what}{problem}")
+
+
 @dataclass(frozen=True, slots=True)
 class _Where:
     """Where we are in the plan, for error messages."""
@@ -291,8 +297,7 @@ class _Where:
         return ", ".join(parts)
 
     def error(self, keyword: str | None, problem: str) -> PlanReadError:
-        what = f"{attribute_name(keyword)}: " if keyword else ""
-        return PlanReadError(f"{self.text()}: {what}{problem}")
+        return read_error(self.text(), keyword, problem)
 
 
 _TAGS: dict[str, int] = {}
