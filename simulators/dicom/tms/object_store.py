@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+from pydicom.dataset import Dataset
 
 from simulators.dicom.tms.matching import build_response, match_dataset
+from simulators.records.common import file_meta_for
 
 LOG = logging.getLogger(__name__)
 
@@ -125,11 +125,7 @@ class ObjectStore:
     # --- storing ----------------------------------------------------------------------------------
     def store_encoded(self, encoded: bytes, ds: Dataset) -> StoredInstance:
         """Keep a received instance: ``encoded`` are its Part 10 bytes, ``ds`` the decoded dataset."""
-        uid = str(ds.SOPInstanceUID)
-        study = str(ds.get("StudyInstanceUID", "") or "no-study")
-        folder = self._dir / _safe(study)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{_safe(uid)}.dcm"
+        path = self._path_for(ds)
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(encoded)
         os.replace(tmp, path)
@@ -138,21 +134,19 @@ class ObjectStore:
     def store_dataset(self, ds: Dataset) -> StoredInstance:
         """Keep an instance the TMS made itself (a BDI); adds file meta if it has none."""
         if not getattr(ds, "file_meta", None) or "TransferSyntaxUID" not in ds.file_meta:
-            meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = ds.SOPClassUID
-            meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-            ds.file_meta = meta
-        uid = str(ds.SOPInstanceUID)
-        study = str(ds.get("StudyInstanceUID", "") or "no-study")
-        folder = self._dir / _safe(study)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{_safe(uid)}.dcm"
+            ds.file_meta = file_meta_for(ds)
+        path = self._path_for(ds)
         tmp = path.with_suffix(".tmp")
         ds.save_as(tmp, enforce_file_format=True)
         os.replace(tmp, path)
         return self._index(ds, path)
+
+    def _path_for(self, ds: Dataset) -> Path:
+        """Where an instance's file goes: a folder per study, the file named by its SOP Instance UID."""
+        study = str(ds.get("StudyInstanceUID", "") or "no-study")
+        folder = self._dir / _safe(study)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{_safe(str(ds.SOPInstanceUID))}.dcm"
 
     def _index(self, ds: Dataset, path: Path) -> StoredInstance:
         uid = str(ds.SOPInstanceUID)
