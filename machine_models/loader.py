@@ -161,8 +161,7 @@ def dump_model(model: MachineModel) -> str:
     linac = model.linac
     if linac is not None:
         out += ["", "[delivery]", f"dose_rate_servo = {_toml_str(linac.dose_rate_servo.value)}"]
-        out += [f"meterset_resolution_mu = {_toml_num(linac.meterset_resolution_mu)}"]
-        out += [f"beam_on_startup_s = {_toml_num(linac.beam_on_startup_s)}"]
+        out += _numbers(linac, "meterset_resolution_mu", "beam_on_startup_s")
         out += ["", "[noise]", f"angle_sd_deg = {_toml_num(linac.angle_noise_sd_deg)}"]
         out += [f"jaw_sd_mm = {_toml_num(linac.jaw_noise_sd_mm)}"]
         out += [f"couch_sd_mm = {_toml_num(linac.couch_noise_sd_mm)}"]
@@ -175,12 +174,14 @@ def dump_model(model: MachineModel) -> str:
             jaw_names.append(name)
             out += ["", f"[jaws.{name}]"]
             out += [f"device_types = [{', '.join(_toml_str(t) for t in jaw.device_types)}]"]
-            out += [f"min_position_mm = {_toml_num(jaw.min_position_mm)}"]
-            out += [f"max_position_mm = {_toml_num(jaw.max_position_mm)}"]
-            out += [f"max_overtravel_mm = {_toml_num(jaw.max_overtravel_mm)}"]
-            out += [f"max_speed_mm_per_s = {_toml_num(jaw.max_speed_mm_per_s)}"]
-            if jaw.max_accel_mm_per_s2 is not None:
-                out += [f"max_accel_mm_per_s2 = {_toml_num(jaw.max_accel_mm_per_s2)}"]
+            out += _numbers(
+                jaw,
+                "min_position_mm",
+                "max_position_mm",
+                "max_overtravel_mm",
+                "max_speed_mm_per_s",
+                "max_accel_mm_per_s2",
+            )
         if linac.mlc is not None:
             out += ["", "[mlc]", *_dump_mlc(linac.mlc)]
         for energy in linac.energies:
@@ -960,6 +961,11 @@ def _toml_num(value: float) -> str:
     return repr(float(value))
 
 
+def _numbers(obj: object, *names: str) -> list[str]:
+    """``name = number`` for each attribute of ``obj`` that is set (the TOML key is the field name)."""
+    return [f"{name} = {_toml_num(getattr(obj, name))}" for name in names if getattr(obj, name) is not None]
+
+
 def _dump_axis(axis: AxisLimits) -> list[str]:
     unit = axis.unit
     lines = [
@@ -979,16 +985,10 @@ def _dump_mlc(mlc: MlcModel) -> list[str]:
         f"device_type = {_toml_str(mlc.device_type)}",
         f"leaf_pair_count = {mlc.leaf_pair_count}",
         f"leaf_boundaries_mm = [{', '.join(_toml_num(b) for b in mlc.leaf_boundaries_mm)}]",
-        f"min_position_mm = {_toml_num(mlc.min_position_mm)}",
-        f"max_position_mm = {_toml_num(mlc.max_position_mm)}",
-        f"max_leaf_spread_mm = {_toml_num(mlc.max_leaf_spread_mm)}",
-        f"min_leaf_gap_mm = {_toml_num(mlc.min_leaf_gap_mm)}",
+        *_numbers(mlc, "min_position_mm", "max_position_mm", "max_leaf_spread_mm", "min_leaf_gap_mm"),
         f"interdigitation = {'true' if mlc.interdigitation else 'false'}",
-        f"max_leaf_speed_mm_per_s = {_toml_num(mlc.max_leaf_speed_mm_per_s)}",
+        *_numbers(mlc, "max_leaf_speed_mm_per_s", "max_leaf_accel_mm_per_s2", "position_noise_sd_mm"),
     ]
-    if mlc.max_leaf_accel_mm_per_s2 is not None:
-        lines.append(f"max_leaf_accel_mm_per_s2 = {_toml_num(mlc.max_leaf_accel_mm_per_s2)}")
-    lines.append(f"position_noise_sd_mm = {_toml_num(mlc.position_noise_sd_mm)}")
     return lines
 
 
@@ -1000,8 +1000,7 @@ def _dump_energy(energy: Energy) -> list[str]:
     ]
     if energy.fluence_mode_id is not None:
         lines.append(f"fluence_mode_id = {_toml_str(energy.fluence_mode_id)}")
-    lines.append(f"max_dose_rate_mu_per_min = {_toml_num(energy.max_dose_rate_mu_per_min)}")
-    lines.append(f"min_dose_rate_mu_per_min = {_toml_num(energy.min_dose_rate_mu_per_min)}")
+    lines += _numbers(energy, "max_dose_rate_mu_per_min", "min_dose_rate_mu_per_min")
     if energy.dose_rate_bins_mu_per_min is not None:
         bins = ", ".join(_toml_num(b) for b in energy.dose_rate_bins_mu_per_min)
         lines.append(f"dose_rate_bins_mu_per_min = [{bins}]")
@@ -1064,25 +1063,23 @@ def _dump_afterloader(al: AfterloaderModel) -> list[str]:
     out = ["", "[afterloader]"]
     out += [f"treatment_types = [{', '.join(_toml_str(t) for t in al.treatment_types)}]"]
     out += [f"channel_count = {al.channel_count}"]
-    out += [f"min_channel_length_mm = {_toml_num(al.min_channel_length_mm)}"]
-    out += [f"max_channel_length_mm = {_toml_num(al.max_channel_length_mm)}"]
+    out += _numbers(al, "min_channel_length_mm", "max_channel_length_mm")
     out += [f"step_sizes_mm = [{', '.join(_toml_num(v) for v in al.step_sizes_mm)}]"]
     out += [f"max_dwell_positions_per_channel = {al.max_dwell_positions_per_channel}"]
-    out += [f"dwell_time_resolution_s = {_toml_num(al.dwell_time_resolution_s)}"]
-    if al.max_dwell_time_s is not None:
-        out += [f"max_dwell_time_s = {_toml_num(al.max_dwell_time_s)}"]
-    out += [f"source_strength_tolerance_percent = {_toml_num(al.source_strength_tolerance_percent)}"]
+    out += _numbers(al, "dwell_time_resolution_s", "max_dwell_time_s", "source_strength_tolerance_percent")
     out += ["", "[motion]"]
-    out += [f"source_speed_mm_per_s = {_toml_num(al.source_speed_mm_per_s)}"]
-    out += [f"check_cable_speed_mm_per_s = {_toml_num(al.check_cable_speed_mm_per_s)}"]
-    out += [f"dwell_settle_s = {_toml_num(al.dwell_settle_s)}"]
-    out += [f"indexer_move_s = {_toml_num(al.indexer_move_s)}"]
-    out += [f"safe_to_channel_mm = {_toml_num(al.safe_to_channel_mm)}"]
-    out += [f"emergency_retraction_s = {_toml_num(al.emergency_retraction_s)}"]
+    out += _numbers(
+        al,
+        "source_speed_mm_per_s",
+        "check_cable_speed_mm_per_s",
+        "dwell_settle_s",
+        "indexer_move_s",
+        "safe_to_channel_mm",
+        "emergency_retraction_s",
+    )
     out += ["", "[source]"]
     out += [f"isotope = {_toml_str(src.isotope)}"]
-    out += [f"half_life_days = {_toml_num(src.half_life_days)}"]
-    out += [f"reference_air_kerma_rate_ugy_per_h = {_toml_num(src.reference_air_kerma_rate_ugy_per_h)}"]
+    out += _numbers(src, "half_life_days", "reference_air_kerma_rate_ugy_per_h")
     out += [f"calibration_datetime = {src.calibration_datetime.isoformat()}"]
     out += [f"serial_number = {_toml_str(src.serial_number)}"]
     out += [f"manufacturer = {_toml_str(src.manufacturer)}"]
