@@ -314,10 +314,7 @@ def _tag(keyword: str) -> int:
     return tag
 
 
-def _raw_value(item: Dataset | RawItem, keyword: str) -> object | None:
-    if isinstance(item, RawItem):
-        value = item.get(_tag(keyword))
-        return value.decode("latin-1").strip(" \x00") or None if isinstance(value, bytes) else value
+def _raw_value(item: Dataset, keyword: str) -> object | None:
     if keyword not in item:
         return None
     value = item[keyword].value
@@ -326,7 +323,7 @@ def _raw_value(item: Dataset | RawItem, keyword: str) -> object | None:
     return value
 
 
-def _get_str(item: Dataset | RawItem, keyword: str, default: str = "") -> str:
+def _get_str(item: Dataset, keyword: str, default: str = "") -> str:
     value = _raw_value(item, keyword)
     if value is None:
         return default
@@ -335,10 +332,7 @@ def _get_str(item: Dataset | RawItem, keyword: str, default: str = "") -> str:
     return str(value).strip()
 
 
-def _get_float(item: Dataset | RawItem, keyword: str, where: _Where) -> float | None:
-    if type(item) is RawItem:
-        value = item.get(_tag(keyword))
-        return _one_number(value, keyword, where) if type(value) is bytes else None
+def _get_float(item: Dataset, keyword: str, where: _Where) -> float | None:
     numbers = _raw_ds_numbers(item, keyword, where, single=True)
     if numbers is not None:
         if len(numbers) != 1:
@@ -360,7 +354,7 @@ def _get_float(item: Dataset | RawItem, keyword: str, where: _Where) -> float | 
     return number
 
 
-def _get_int(item: Dataset | RawItem, keyword: str, where: _Where) -> int | None:
+def _get_int(item: Dataset, keyword: str, where: _Where) -> int | None:
     number = _get_float(item, keyword, where)
     if number is None:
         return None
@@ -884,6 +878,16 @@ def _cp_numbers(values: list[object], keyword: str, where: _Where) -> dict[int, 
     return found
 
 
+def _cp_integer(value: object, keyword: str, where: _Where) -> int | None:
+    """The integer of an encoded IS value in a control point item (None when absent or blank)."""
+    number = _one_number(value, keyword, where) if type(value) is bytes else None
+    if number is None:
+        return None
+    if number != int(number):
+        raise where.error(keyword, f"not an integer: {number!r}")
+    return int(number)
+
+
 def _carried_forward(found: dict[int, float], n: int, fill: float) -> np.ndarray:
     """Per control point, the last value given at or before it (``fill`` before the first)."""
     out = np.full(n, fill)
@@ -962,18 +966,19 @@ def _cp_wedges(items: list[RawItem], wedges: tuple[WedgeSpec, ...], where: _Wher
     numbers = [w.number for w in wedges]
     wedge_in = np.zeros((len(items), len(wedges)), dtype=bool)
     sequence_tag = _tag("WedgePositionSequence")
+    number_tag, state_tag = _tag("ReferencedWedgeNumber"), _tag("WedgePosition")
     current: dict[int, bool] = {}
     for i, item in enumerate(items):
         sequence = item.get(sequence_tag)
         if sequence and type(sequence) is list:
             here = where.at_cp(i)
             for position in sequence:
-                ref = _get_int(position, "ReferencedWedgeNumber", here)
+                ref = _cp_integer(position.get(number_tag), "ReferencedWedgeNumber", here)
                 if ref not in numbers:
                     raise here.error(
                         "ReferencedWedgeNumber", f"wedge {ref} is not in the Wedge Sequence (300A,00D1)"
                     )
-                state = _get_str(position, "WedgePosition").upper()
+                state = _text(position.get(state_tag)).upper()
                 if state not in ("IN", "OUT"):
                     raise here.error(
                         "WedgePosition", f"{state or '(blank)'} for wedge {ref} is not IN or OUT"
