@@ -148,18 +148,31 @@ def client_tls_args(config: TmsConfig) -> tuple[ssl.SSLContext, str | None] | No
     return context, None
 
 
+# How long the TMS keeps an idle association it opened (C-MOVE sub-association, event reports) for the
+# next use: long enough for a device's RO-59 -> RO-61 and its next fraction, short enough not to hold
+# polling associations open between a device's worklist queries.
+KEPT_ASSOCIATION_IDLE_S = 0.5
+
+
 class TmsServer:
     """The embedded TMS: UPS SCP + OST + continuation scheduling, persistent in ``config.data_dir``."""
 
-    def __init__(self, config: TmsConfig, *, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        config: TmsConfig,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        kept_association_idle_s: float = KEPT_ASSOCIATION_IDLE_S,
+    ) -> None:
         self.config = config
         self._ssl_context = ssl_context
+        self._kept_idle_s = kept_association_idle_s
         self.ups: UpsStore | None = None
         self.objects: ObjectStore | None = None
         self.sender: EventSender | None = None
         self._servers: list = []
         # C-MOVE sub-associations kept between a device's RO-59 and RO-61 (and its next fraction)
-        self._move_pool = AssociationPool(max_idle_s=0.5)
+        self._move_pool = AssociationPool(max_idle_s=kept_association_idle_s)
         self.port = 0
         self.ost_port = 0
 
@@ -188,7 +201,11 @@ class TmsServer:
         self.ups = UpsStore(data_dir, require_transaction_uid=config.require_transaction_uid)
         self.objects = ObjectStore(data_dir)
         self.sender = EventSender(
-            config.ae_title, config.peer, timeout_s=config.network_timeout_s, tls_args=outbound_tls
+            config.ae_title,
+            config.peer,
+            timeout_s=config.network_timeout_s,
+            tls_args=outbound_tls,
+            idle_release_s=self._kept_idle_s,
         )
         self.sender.start()
         continuation = ContinuationScheduler(self.ups, self.objects, config)

@@ -56,7 +56,8 @@ def destination():
 
 @pytest.fixture
 def server(tmp_path, destination):
-    tms = TmsServer(make_config(tmp_path / "tms", destination.peer))
+    # kept far longer than the test takes: whether the next C-MOVE reuses it must not depend on load
+    tms = TmsServer(make_config(tmp_path / "tms", destination.peer), kept_association_idle_s=60.0)
     tms.start()
     yield tms
     tms.stop()
