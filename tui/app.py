@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.screen import Screen
@@ -94,7 +94,10 @@ class ConsoleApp(App):
 
     def refresh_screen(self) -> None:
         """Redraw the active screen from fresh snapshots (UI thread; never blocks)."""
-        screen = self.screen
+        try:
+            screen = self.screen
+        except ScreenStackError:
+            return  # the app is shutting down: the refresh timer fired after the last screen went
         refresh = getattr(screen, "refresh_from", None)
         if refresh is None:
             return

@@ -208,3 +208,13 @@ def test_afterloader_session_source_out_and_stuck_source(tmp_path) -> None:
             assert 0 < snap().delivered < snap().specified
 
     asyncio.run(run())
+
+
+def test_a_refresh_after_the_last_screen_went_is_ignored() -> None:
+    """The refresh timer may fire while the app shuts down, when the screen stack is already empty."""
+    model = load_model("truebeam-millennium120")
+    log = EventLog()
+    clinic = Clinic([new_handle("LINAC1", model, "LINAC1", log)], log=log)
+    app = make_console(clinic, refresh_hz=0)  # never run: no screen on its stack
+    app.refresh_screen()
+    assert app.frames == 0
